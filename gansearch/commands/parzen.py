@@ -1,0 +1,107 @@
+"""`gansearch parzen`: score a set of samples under the paper's Parzen-window protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gansearch.data import DATASETS, load_dataset
+from gansearch.data.tfd import N_FOLDS
+from gansearch.errors import UsageError
+from gansearch.parzen import ParzenConfig, ParzenResult, check_samples, evaluate, mean_and_se
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `gansearch parzen`."""
+    parser.add_argument(
+        "--samples",
+        required=True,
+        nargs="+",
+        type=Path,
+        metavar="FILE.npy",
+        help="generated samples, (n, d) or (n, H, W), pixels in [0, 1]; for TFD one file for "
+        "every fold or one file per fold",
+    )
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--sigma", type=float, help="use this sigma instead of cross-validating")
+    parser.add_argument("--data-dir", help="directory holding the data set (see README)")
+    parser.add_argument(
+        "--n-valid",
+        type=int,
+        default=1000,
+        help="validation examples used to choose sigma (default 1000, as the released script; "
+        "0 = all)",
+    )
+    parser.add_argument("--precision", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--fold", type=int, help="TFD: score only this fold (default: all five)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _load_samples(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(f"{path}: not a readable .npy array ({exc})") from exc
+
+
+def _print_result(label: str, result: ParzenResult, config: ParzenConfig) -> None:
+    if len(result.sigma_scores) > 1:
+        print(f"{label}sigma cross-validation (mean validation log-likelihood):")
+        for sigma, score in zip(config.sigmas, result.sigma_scores, strict=True):
+            mark = "  <- chosen" if sigma == result.sigma else ""
+            print(f"{label}  sigma {sigma:.4f}: {score:10.2f}{mark}")
+    print(f"{label}sigma: {result.sigma:.4f}")
+    print(f"{label}validation log-likelihood: {result.valid_mean:.2f} ± {result.valid_se:.2f}")
+    print(f"{label}test log-likelihood: {result.test_mean:.2f} ± {result.test_se:.2f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load samples and data, run the protocol, print sigma and log-likelihoods."""
+    if args.sigma is not None and not args.sigma > 0:
+        raise UsageError(f"--sigma must be positive, got {args.sigma}")
+    if args.n_valid < 0:
+        raise UsageError(f"--n-valid must be >= 0, got {args.n_valid}")
+    config = ParzenConfig(
+        n_valid=args.n_valid or None, precision=args.precision, device=args.device
+    )
+    folds = [None]
+    if args.dataset == "tfd":
+        folds = [args.fold] if args.fold is not None else list(range(N_FOLDS))
+    if len(args.samples) not in (1, len(folds)):
+        raise UsageError(f"give one --samples file, or one per fold ({len(folds)})")
+    raw = [_load_samples(path) for path in args.samples]
+    results: list[dict] = []
+    for i, fold in enumerate(folds):
+        data = load_dataset(args.dataset, args.data_dir, fold=fold or 0)
+        which = 0 if len(raw) == 1 else i
+        samples = check_samples(raw[which], data.image_shape, str(args.samples[which]))
+        label = f"[fold {fold}] " if fold is not None else ""
+        n_valid = min(len(data.valid), config.n_valid or len(data.valid))
+        print(
+            f"{label}scoring {len(data.test)} test examples of {data.name} under "
+            f"{len(samples)} samples; sigma from {n_valid} validation examples",
+            file=sys.stderr,
+        )
+        start = time.perf_counter()
+        result = evaluate(samples, data.valid, data.test, config, sigma=args.sigma)
+        print(f"{label}done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        if not args.json:
+            _print_result(label, result, config)
+        results.append({"fold": fold, **result.__dict__})
+    summary: dict = {"dataset": args.dataset, "results": results}
+    if len(folds) > 1:
+        mean, se = mean_and_se(np.array([r["test_mean"] for r in results]))
+        summary.update(test_mean=mean, test_se=se)
+        if not args.json:
+            print(f"test log-likelihood over {len(folds)} folds: {mean:.2f} ± {se:.2f}")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0

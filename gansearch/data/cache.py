@@ -1,0 +1,103 @@
+"""A memory-mapped Arrow cache of decoded arrays.
+
+Decoding MNIST from gzipped IDX files takes about a second; reading it back from an uncompressed
+Arrow IPC file through a memory map costs almost nothing, and every process on a node that maps the
+same file shares its pages (concurrent trials do not each hold a private copy).
+
+Layout: ``<cache>/arrow/<name>-<key>/<array>.arrow``, one IPC file per array, one column named
+``values`` (a fixed-size list per row for 2-D arrays). The key hashes the source files' paths,
+sizes and modification times and a format version, so replacing a source file rebuilds the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+FORMAT_VERSION = "1"
+
+
+def cache_key(name: str, sources: Sequence[Path]) -> str:
+    """A short key that changes whenever a source file is replaced or modified."""
+    digest = hashlib.sha256(f"{name}:{FORMAT_VERSION}".encode())
+    for path in sources:
+        stat = path.stat()
+        digest.update(f"|{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"{name}-{digest.hexdigest()[:16]}"
+
+
+def _to_arrow(array: np.ndarray) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(array).reshape(-1))
+    if array.ndim == 1:
+        return flat
+    width = int(np.prod(array.shape[1:]))
+    return pa.FixedSizeListArray.from_arrays(flat, width)
+
+
+def _write(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    for name, array in arrays.items():
+        column = _to_arrow(array)
+        meta = {b"shape": ",".join(str(s) for s in array.shape).encode()}
+        schema = pa.schema([pa.field("values", column.type)], metadata=meta)
+        with pa.OSFile(str(directory / f"{name}.arrow"), "wb") as sink:
+            with pa.ipc.new_file(sink, schema) as writer:
+                writer.write_batch(pa.record_batch([column], schema=schema))
+
+
+def _read(directory: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        source = pa.memory_map(str(directory / f"{name}.arrow"), "r")
+        reader = pa.ipc.open_file(source)
+        shape = tuple(int(s) for s in reader.schema.metadata[b"shape"].decode().split(","))
+        table = reader.read_all()
+        column = table.column("values").combine_chunks()
+        values = column.values if pa.types.is_fixed_size_list(column.type) else column
+        arrays[name] = values.to_numpy(zero_copy_only=True).reshape(shape)
+    return arrays
+
+
+def load_cached(
+    name: str,
+    sources: Sequence[Path],
+    build: Callable[[], dict[str, np.ndarray]],
+    cache_root: Path,
+) -> dict[str, np.ndarray]:
+    """Return the arrays that `build()` makes, from the Arrow cache when it is there.
+
+    The returned arrays are read-only views of memory-mapped files. A missing or unreadable
+    cache entry is rebuilt; a cache directory that cannot be written only costs speed.
+    """
+    directory = cache_root / "arrow" / cache_key(name, sources)
+    marker = directory / "COMPLETE"
+    if marker.is_file():
+        try:
+            return _read(directory, marker.read_text().split())
+        except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
+            print(f"gansearch: rebuilding unreadable cache {directory} ({exc})", file=sys.stderr)
+            shutil.rmtree(directory, ignore_errors=True)
+    arrays = build()
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        _write(staging, arrays)
+        (staging / "COMPLETE").write_text(" ".join(arrays))
+        try:
+            os.replace(staging, directory)  # atomic: concurrent builders never see a half cache
+        except OSError:  # another process finished first; use its copy
+            shutil.rmtree(staging, ignore_errors=True)
+        return _read(directory, list(arrays))
+    except OSError as exc:
+        print(
+            f"gansearch: cannot write cache under {cache_root} ({exc}); continuing without it",
+            file=sys.stderr,
+        )
+        return arrays
