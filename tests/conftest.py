@@ -1,0 +1,51 @@
+"""Shared fixtures: where the real MNIST files are, and a private cache for every test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gansearch.data import idx
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_CANDIDATES = [
+    os.environ.get("GANSEARCH_DATA_DIR"),
+    str(REPO.parent / "shared" / "data" / "mnist"),
+    "/work/shared/data/mnist",
+]
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _require(what: str) -> None:
+    """Outside CI a missing data set skips (with the reason shown); in CI it fails."""
+    message = f"{what} not found; CI must provide it (see .ci/run)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the Arrow cache of the tests out of the user's cache directory."""
+    os.environ["GANSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("gansearch-cache"))
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The directory holding the four real MNIST IDX files."""
+    for candidate in MNIST_CANDIDATES:
+        if candidate and idx.find_files(idx.MNIST, Path(candidate)):
+            return Path(candidate)
+    _require("real MNIST (set GANSEARCH_DATA_DIR)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Debian's dataset-fashion-mnist files."""
+    if idx.find_files(idx.FASHION_MNIST, FASHION_DEBIAN_DIR):
+        return FASHION_DEBIAN_DIR
+    _require("Fashion-MNIST (Debian package dataset-fashion-mnist)")
+    raise AssertionError("unreachable")
