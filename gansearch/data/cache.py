@@ -59,7 +59,8 @@ def _read(directory: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
         reader = pa.ipc.open_file(source)
         shape = tuple(int(s) for s in reader.schema.metadata[b"shape"].decode().split(","))
         table = reader.read_all()
-        column = table.column("values").combine_chunks()
+        chunks = table.column("values").chunks
+        column = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)  # one chunk: no copy
         values = column.values if pa.types.is_fixed_size_list(column.type) else column
         arrays[name] = values.to_numpy(zero_copy_only=True).reshape(shape)
     return arrays
