@@ -1,0 +1,93 @@
+"""Sample grids in the style of the paper's Figure 2, written as PNG with Pillow.
+
+A grid of random samples; beside the last column, outlined in yellow, the training example nearest
+(in Euclidean pixel distance) to each sample of that column, showing that the model does not simply
+memorise the training set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HIGHLIGHT = (255, 210, 0)  # yellow outline of the nearest training examples, as in Figure 2
+
+
+def nearest_rows(queries: np.ndarray, reference: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Index of the row of `reference` nearest to each row of `queries` (squared L2)."""
+    q = torch.as_tensor(np.asarray(queries, dtype=np.float32))
+    best_d = torch.full((len(q),), float("inf"))
+    best_i = torch.zeros(len(q), dtype=torch.int64)
+    for start in range(0, len(reference), block):
+        r = torch.from_numpy(np.array(reference[start : start + block], dtype=np.float32))
+        d = torch.cdist(q, r).pow_(2) if len(r) else torch.empty(len(q), 0)
+        val, idx = d.min(dim=1)
+        better = val < best_d
+        best_d = torch.where(better, val, best_d)
+        best_i = torch.where(better, idx + start, best_i)
+    return best_i.numpy()
+
+
+def _to_image(row: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """One example as an (h, w, 3) uint8 array; grey images are repeated over 3 channels."""
+    img = np.clip(np.asarray(row, dtype=np.float32).reshape(tuple(image_shape)), 0.0, 1.0)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"cannot draw images of shape {tuple(image_shape)}")
+    return (img * 255.0 + 0.5).astype(np.uint8)
+
+
+def sample_grid(
+    samples: np.ndarray,
+    image_shape: Sequence[int],
+    train: np.ndarray | None,
+    rows: int,
+    cols: int,
+    path: str | os.PathLike[str],
+    *,
+    scale: int | None = None,
+    pad: int = 2,
+) -> Path:
+    """Write `rows` x `cols` samples (row-major, first rows*cols of `samples`) as a PNG.
+
+    With `train`, a further column shows the training example nearest to each sample of the last
+    column, outlined in yellow. `scale` enlarges each pixel (default: images at least 28 px high).
+    """
+    samples = np.asarray(samples)
+    if len(samples) < rows * cols:
+        raise ValueError(f"need {rows * cols} samples for a {rows}x{cols} grid, got {len(samples)}")
+    h, w = int(image_shape[0]), int(image_shape[1])
+    scale = scale or max(1, -(-28 // h))
+    extra = 1 if train is not None else 0
+    cell_h, cell_w = h + 2 * pad, w + 2 * pad
+    gap = 2 * pad if extra else 0
+    canvas = np.full((rows * cell_h, (cols + extra) * cell_w + gap, 3), 255, dtype=np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            y, x = r * cell_h + pad, c * cell_w + pad
+            canvas[y : y + h, x : x + w] = _to_image(samples[r * cols + c], image_shape)
+    if train is not None:
+        last = samples[[r * cols + cols - 1 for r in range(rows)]].reshape(rows, -1)
+        nearest = nearest_rows(last, np.asarray(train).reshape(len(train), -1))
+        x = cols * cell_w + gap + pad
+        for r, i in enumerate(nearest):
+            y = r * cell_h + pad
+            canvas[y - pad : y + h + pad, x - pad : x + w + pad] = HIGHLIGHT
+            canvas[y : y + h, x : x + w] = _to_image(train[i], image_shape)
+    image = Image.fromarray(canvas, mode="RGB")
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,282 @@
+"""Algorithm 1 and pylearn2's update rule, schedules, k, exact resume, divergence, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gansearch.data.base import Dataset
+from gansearch.errors import ConfigError, DivergenceError
+from gansearch.train_config import TrainConfig, apply_overrides
+from gansearch.trainer import Trainer
+
+TINY = {
+    "generator.noise_dim": 3,
+    "generator.units": [8],
+    "generator.init_range": 0.3,
+    "discriminator.units": [4],
+    "discriminator.pieces": 2,
+    "discriminator.init_range": 0.3,
+    "discriminator.keep_probs": [0.8, 0.5],
+    "optim.batch_size": 10,
+    "eval.every": 0,
+}
+
+
+def tiny_dataset(n_train: int = 50, d: int = 6, seed: int = 0) -> Dataset:
+    r = np.random.default_rng(seed)
+    x = r.random((n_train + 40, d)).astype(np.float32)
+    x[:, 0] = 0.0  # a pixel that is always 0: exercises the clipped marginal logit
+    x.setflags(write=False)  # like the read-only memory-mapped cache
+    return Dataset("tiny", x[:n_train], x[n_train : n_train + 20], x[n_train + 20 :], (2, d // 2))
+
+
+def tiny_config(**overrides: Any) -> TrainConfig:
+    return apply_overrides(TrainConfig(), {**TINY, **overrides})
+
+
+def clone_rng(g: torch.Generator) -> torch.Generator:
+    c = torch.Generator()
+    c.set_state(g.get_state())
+    return c
+
+
+def record_sgd(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, float]]:
+    """Record (net, lr, momentum) of every update while still applying it."""
+    calls: list[tuple[str, float, float]] = []
+    original = Trainer._sgd
+
+    def spy(params, velocity, grads, lr, momentum):  # noqa: ANN001, ANN202
+        calls.append(("d" if params[0].shape[-1] != 3 else "g", lr, momentum))
+        original(params, velocity, grads, lr, momentum)
+
+    monkeypatch.setattr(Trainer, "_sgd", staticmethod(spy))
+    return calls
+
+
+# ----------------------------------------------------------------------------- the update rule
+
+
+def _hand_d(params: list[torch.Tensor], x: torch.Tensor, masks: list[torch.Tensor], pieces: int):
+    w0, b0, w1, b1 = params
+    h = x * masks[0]
+    z = h @ w0.T + b0
+    h = z.reshape(len(x), -1, pieces).max(dim=2).values
+    return ((h * masks[1]) @ w1.T + b1)[:, 0]
+
+
+def _hand_g(params: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    w0, b0, w1, b1 = params
+    return torch.sigmoid(torch.relu(z @ w0.T + b0) @ w1.T + b1)
+
+
+def _masks(drop: torch.Generator, n: int, dims: list[int], keeps: list[float]):
+    return [
+        torch.empty(n, d).bernoulli_(p, generator=drop) / p
+        for d, p in zip(dims, keeps, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("g_loss", ["non_saturating", "minimax"])
+def test_one_d_step_then_one_g_step_match_hand_computed_pylearn2_update(g_loss: str) -> None:
+    lr_d, lr_g, mom = 0.3, 0.2, 0.5
+    cfg = tiny_config(**{"optim.lr_d": lr_d, "optim.lr_g": lr_g, "optim.g_loss": g_loss})
+    data = tiny_dataset(n_train=10)  # one minibatch: one epoch = one D step + one G step
+    t = Trainer(cfg, data)
+    gp = [p.detach().clone() for p in t.g_params]
+    dp = [p.detach().clone() for p in t.d_params]
+    data_rng, noise, drop = (clone_rng(t.rngs[n]) for n in ("data", "noise", "dropout"))
+    a, m = math.sqrt(3.0), 10
+
+    # D step: data minibatch, fresh noise, D on [x; G(z)] with dropout, mean of the two BCEs.
+    x = torch.tensor(data.train)[torch.randperm(10, generator=data_rng)]
+    fake = _hand_g(gp, torch.empty(m, 3).uniform_(-a, a, generator=noise))
+    dp_req = [p.clone().requires_grad_() for p in dp]
+    logits = _hand_d(dp_req, torch.cat([x, fake]), _masks(drop, 2 * m, [6, 4], [0.8, 0.5]), 2)
+    d_obj = -0.5 * (
+        torch.log(torch.sigmoid(logits[:m])).mean()
+        + torch.log(1 - torch.sigmoid(logits[m:])).mean()
+    )
+    grads = torch.autograd.grad(d_obj, dp_req)
+    dv = [mom * 0.0 - lr_d * g for g in grads]
+    dp_new = [p + v for p, v in zip(dp, dv, strict=True)]
+
+    # G step: fresh noise, scored by the *updated* D with fresh dropout masks.
+    gp_req = [p.clone().requires_grad_() for p in gp]
+    samples = _hand_g(gp_req, torch.empty(m, 3).uniform_(-a, a, generator=noise))
+    dgz = torch.sigmoid(_hand_d(dp_new, samples, _masks(drop, m, [6, 4], [0.8, 0.5]), 2))
+    g_obj = -torch.log(dgz).mean() if g_loss == "non_saturating" else torch.log(1 - dgz).mean()
+    grads = torch.autograd.grad(g_obj, gp_req)
+    gv = [-lr_g * g for g in grads]
+    gp_new = [p + v for p, v in zip(gp, gv, strict=True)]
+
+    metrics = t.run_epoch()
+    assert (metrics.d_steps, metrics.g_steps) == (1, 1)
+    assert metrics.d_loss == pytest.approx(d_obj.item(), rel=1e-5)
+    assert metrics.g_loss == pytest.approx(g_obj.item(), rel=1e-5)
+    for got, want in zip(t.d_params, dp_new, strict=True):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
+    for got, want in zip(t.d_velocity, dv, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+    for got, want in zip(t.g_params, gp_new, strict=True):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
+    for got, want in zip(t.g_velocity, gv, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+def test_momentum_update_is_v_equals_mom_v_minus_lr_grad_then_p_plus_v() -> None:
+    p, v, g = [torch.tensor([1.0, 2.0])], [torch.tensor([0.5, -1.0])], (torch.tensor([2.0, 4.0]),)
+    Trainer._sgd(p, v, g, 0.1, 0.7)
+    v_want = torch.tensor([0.7 * 0.5 - 0.2, 0.7 * -1.0 - 0.4])
+    torch.testing.assert_close(v[0], v_want)
+    torch.testing.assert_close(p[0], torch.tensor([1.0, 2.0]) + v_want)
+
+
+# ----------------------------------------------------------------------------- schedules and k
+
+
+def test_learning_rate_divided_per_update_of_that_net_and_floored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = record_sgd(monkeypatch)
+    cfg = tiny_config(
+        **{"optim.lr_d": 0.1, "optim.lr_g": 0.4, "optim.lr_decay": 2.0, "optim.lr_min": 0.01}
+    )
+    t = Trainer(cfg, tiny_dataset(n_train=60))
+    t.fit(1)
+    d_lrs = [lr for net, lr, _ in calls if net == "d"]
+    g_lrs = [lr for net, lr, _ in calls if net == "g"]
+    assert d_lrs == pytest.approx([0.1, 0.05, 0.025, 0.0125, 0.01, 0.01])
+    assert g_lrs == pytest.approx([0.4, 0.2, 0.1, 0.05, 0.025, 0.0125])
+    assert t.history[0].lr_d == pytest.approx(0.01)
+    assert t.history[0].lr_g == pytest.approx(0.0125)
+
+
+def test_momentum_rises_linearly_from_epoch_start_to_saturate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = Trainer(tiny_config(), tiny_dataset())
+    assert t.momentum(1) == pytest.approx(0.5)
+    assert t.momentum(2) == pytest.approx(0.5 + 0.2 / 249)
+    assert t.momentum(126) == pytest.approx(0.5 + 0.2 * 125 / 249)
+    assert t.momentum(250) == pytest.approx(0.7)
+    assert t.momentum(400) == pytest.approx(0.7)
+    calls = record_sgd(monkeypatch)
+    cfg = tiny_config(
+        **{"optim.momentum_saturate_epoch": 3, "optim.momentum_end": 0.9, "optim.lr_d": 0.01}
+    )
+    t = Trainer(cfg, tiny_dataset(n_train=20))
+    t.fit(4)
+    per_epoch = [sorted({mom for _, _, mom in calls[i * 4 : (i + 1) * 4]}) for i in range(4)]
+    assert per_epoch == [[0.5], [pytest.approx(0.7)], [0.9], [0.9]]
+    assert [m.momentum for m in t.history] == pytest.approx([0.5, 0.7, 0.9, 0.9])
+
+
+@pytest.mark.parametrize(("k", "g_per_epoch"), [(1, [10, 10, 10]), (3, [3, 3, 4]), (4, [2, 3, 2])])
+def test_k_discriminator_steps_per_generator_step(
+    k: int, g_per_epoch: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = record_sgd(monkeypatch)
+    t = Trainer(tiny_config(**{"optim.k": k, "optim.lr_d": 0.01}), tiny_dataset(n_train=105))
+    t.fit(3)
+    assert [m.d_steps for m in t.history] == [10, 10, 10]  # 105 // 10; the partial batch dropped
+    assert [m.g_steps for m in t.history] == g_per_epoch
+    nets = "".join(net for net, _, _ in calls)
+    assert nets.count("d") == 30 and nets.count("g") == sum(g_per_epoch)
+    assert nets[: k + 1] == "d" * k + "g"  # k D updates, then one G update
+    assert (t.d_updates, t.g_updates) == (30, sum(g_per_epoch))
+
+
+# ----------------------------------------------------------------------------- resume, checkpoints
+
+
+def _snapshot(t: Trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in (*t.g_params, *t.d_params, *t.g_velocity, *t.d_velocity)]
+
+
+def test_resume_from_checkpoint_is_bit_identical_to_never_stopping(tmp_path) -> None:
+    cfg = tiny_config(**{"eval.every": 2, "eval.samples": 200, "eval.n_valid": None})
+    data = tiny_dataset(n_train=50)
+    straight = Trainer(cfg, data)
+    straight.fit(5)
+
+    first = Trainer(cfg, data)
+    first.fit(2)
+    path = first.save_checkpoint(tmp_path / "ckpt.pt")
+    del first
+    resumed = Trainer.from_checkpoint(path, data)
+    assert resumed.epoch == 2
+    resumed.fit(5)
+
+    for a, b in zip(_snapshot(straight), _snapshot(resumed), strict=True):
+        assert torch.equal(a, b)
+
+    def timeless(t: Trainer) -> list[dict[str, Any]]:
+        return [{**m.as_dict(), "seconds": 0, "eval_seconds": 0} for m in t.history]
+
+    assert timeless(straight) == timeless(resumed)
+    assert straight.history[3].valid_ll is not None  # eval RNG state was restored too
+    assert torch.equal(straight.sample(20), resumed.sample(20))
+
+
+def test_checkpoint_loads_with_weights_only_and_is_written_atomically(tmp_path) -> None:
+    t = Trainer(tiny_config(), tiny_dataset())
+    t.fit(1)
+    path = t.save_checkpoint(tmp_path / "run" / "ckpt.pt")
+    t.save_checkpoint(path)  # overwriting goes through a temporary file too
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"]
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 1 and state["d_updates"] == 5
+    assert set(state["rng"]) == {"data", "noise", "dropout", "eval"}
+    assert state["config"]["optim"]["batch_size"] == 10
+    assert len(state["history"]) == 1
+
+
+def test_different_seeds_differ_and_same_seed_repeats() -> None:
+    data = tiny_dataset()
+    a, b = Trainer(tiny_config(), data), Trainer(tiny_config(), data)
+    c = Trainer(tiny_config(seed=1), data)
+    for t in (a, b, c):
+        t.fit(2)
+    assert torch.equal(a.g_params[0], b.g_params[0])
+    assert not torch.equal(a.g_params[0], c.g_params[0])
+
+
+def test_training_leaves_the_global_rng_alone() -> None:
+    before = torch.random.get_rng_state()
+    t = Trainer(tiny_config(**{"eval.every": 1, "eval.samples": 50}), tiny_dataset())
+    t.fit(1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_absurd_learning_rate_raises_divergence_error_with_epoch_and_step() -> None:
+    t = Trainer(tiny_config(**{"optim.lr_d": 1e30, "optim.lr_g": 1e30}), tiny_dataset())
+    with pytest.raises(DivergenceError, match=r"epoch 1, step \d+") as info:
+        t.fit(3)
+    err = info.value
+    assert err.epoch == 1
+    assert 1 <= err.step <= 5
+    assert t.history == []  # never reported as a number
+
+
+def test_batch_larger_than_training_set_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="optim.batch_size"):
+        Trainer(tiny_config(**{"optim.batch_size": 100}), tiny_dataset(n_train=50))
+
+
+def test_metrics_are_finite_means_of_the_epoch() -> None:
+    t = Trainer(tiny_config(), tiny_dataset())
+    m = t.run_epoch()
+    assert 0 < m.d_real < 1 and 0 < m.d_fake < 1
+    assert m.d_loss > 0 and m.g_loss > 0 and m.seconds > 0
+    assert m.valid_ll is None  # eval.every = 0
+    logits_real = F.logsigmoid(torch.tensor([0.0]))  # sanity of the loss scale: log 2 at D = 1/2
+    assert abs(m.d_loss - float(-logits_real)) < 0.5
