@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "data": ("gansearch.commands.data", "locate, download, verify and cache a data set"),
     "train": ("gansearch.commands.train", "train one GAN configuration (the paper's Algorithm 1)"),
+    "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),
 }
 
 

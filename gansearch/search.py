@@ -1,0 +1,520 @@
+"""The search: Ray Tune schedules trials of the trainer, Optuna proposes, ASHA stops weak ones.
+
+    space = load_space("search_spaces/digits.yaml")
+    outcome = run_search(space, RunOptions())
+    print(outcome.table)            # one row per trial; also written as results.parquet
+
+Every trial is `train_trial`, a Ray Tune function trainable: it builds the trainer for the
+sampled configuration, trains epoch by epoch and reports the validation Parzen log-likelihood
+(`valid_ll`) with a checkpoint after every evaluation epoch, so ASHA can stop it and a retried
+trial resumes from its last checkpoint. A diverged trial reports `diverged` and ends; Optuna
+records it as FAIL (never a NaN). Data is read through the memory-mapped Arrow cache, so the
+trials on a node share its pages and a reused actor loads it in about a millisecond.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from gansearch.data import load_dataset
+from gansearch.errors import DivergenceError, GansearchError, UsageError
+from gansearch.space import SearchSpace, make_sampler
+
+METRIC = "valid_ll"
+CHECKPOINT_FILE = "trainer.pt"
+RESULTS_FILE = "results.parquet"
+SPACE_COPY = "search_space.yaml"
+
+log = logging.getLogger(__name__)
+
+
+class SearchError(GansearchError):
+    """The search cannot start or continue (cluster, resources, experiment directory)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line choices that are not part of the search space."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:10001"
+    name: str | None = None  # experiment name (default: the space's name)
+    resume: bool = False
+    data_dir: str | None = None
+    results_dir: str | None = None  # default: the space's results.dir
+    progress_interval: float = 10.0  # seconds between progress lines
+    leaderboard_size: int = 10
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished (or interrupted) search leaves behind."""
+
+    experiment_dir: Path
+    table: pd.DataFrame  # one row per trial, best first
+    interrupted: bool
+    seconds: float
+    first_trial_seconds: float | None
+
+
+# --------------------------------------------------------------------------- the trial
+
+
+def _chaos(space: SearchSpace, epoch: int) -> None:
+    """Fault injection (space.chaos): on a trial's first attempt only, crash or die at `epoch`."""
+    from ray import tune
+
+    chaos = space.chaos
+    if epoch not in (chaos.crash_at_epoch, chaos.kill_at_epoch):
+        return
+    marker = Path(tune.get_context().get_trial_dir()) / "chaos-fired"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(epoch))
+    if epoch == chaos.kill_at_epoch:
+        os._exit(17)  # the worker process dies, as on a lost node or an OOM kill
+    raise RuntimeError(f"chaos: injected crash at the start of epoch {epoch}")
+
+
+def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None) -> None:
+    """Ray Tune function trainable: one trial of the search (runs in a Ray worker)."""
+    import torch
+    from ray import tune
+
+    from gansearch.trainer import Trainer
+
+    torch.set_num_threads(max(1, int(space.resources.cpus)))  # no oversubscription
+    train_config = space.trial_config(config)
+    dataset = load_dataset(train_config.data.name, data_dir, fold=train_config.data.fold)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer = Trainer.from_checkpoint(Path(directory) / CHECKPOINT_FILE, dataset)
+    else:
+        trainer = Trainer(train_config, dataset)
+    loop_seconds = 0.0
+    max_epochs = space.budget.max_epochs
+    while trainer.epoch < max_epochs:
+        _chaos(space, trainer.epoch + 1)
+        start = time.perf_counter()
+        try:
+            metrics = trainer.run_epoch()
+        except DivergenceError as exc:
+            tune.report({"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1})
+            return
+        loop_seconds += time.perf_counter() - start
+        if metrics.valid_ll is None:
+            continue
+        if not math.isfinite(metrics.valid_ll):  # never hand Optuna a NaN or an infinity
+            message = f"validation log-likelihood is {metrics.valid_ll} at epoch {metrics.epoch}"
+            tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch})
+            return
+        report = {k: v for k, v in metrics.as_dict().items() if v is not None}
+        report["loop_seconds"] = loop_seconds
+        report["diverged"] = 0
+        with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
+            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def _searcher_class():
+    """OptunaSearch that records diverged trials as FAIL and never passes Optuna a NaN."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    return GansearchOptunaSearch if "GansearchOptunaSearch" in globals() else OptunaSearch
+
+
+try:  # defined at import time so that Tuner.restore can unpickle the searcher
+    from ray.tune.search.optuna import OptunaSearch as _OptunaSearch
+
+    class GansearchOptunaSearch(_OptunaSearch):
+        """Ray's OptunaSearch, told about divergence (see STACK-NOTES: NaN leaves RUNNING)."""
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            value = result.get(self.metric) if isinstance(self.metric, str) else None
+            if result.get("diverged") or value is None or not math.isfinite(value):
+                return
+            super().on_trial_result(trial_id, result)
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict | None = None, error: bool = False
+        ) -> None:
+            value = (result or {}).get(self.metric) if isinstance(self.metric, str) else 0.0
+            if result and (result.get("diverged") or value is None or not math.isfinite(value)):
+                super().on_trial_complete(trial_id, None, error=True)  # Optuna: FAIL
+                return
+            super().on_trial_complete(trial_id, result, error)
+
+except ImportError:  # pragma: no cover - ray[tune] is a dependency
+    pass
+
+
+@dataclass
+class _TrialRecord:
+    started: float | None = None
+    ended: float | None = None
+    best: float = -math.inf
+    last_epoch: int = 0
+    status: str = "pending"
+    reason: str = ""
+
+
+@dataclass
+class ProgressCallback:
+    """Prints a progress line at most every `interval` seconds and one per finished trial."""
+
+    space: SearchSpace
+    out: TextIO = sys.stderr
+    interval: float = 10.0
+    started: float = field(default_factory=time.monotonic)
+    records: dict[str, _TrialRecord] = field(default_factory=dict)
+    first_trial_at: float | None = None
+    _last_print: float = 0.0
+
+    def as_tune_callback(self):
+        """The Ray Tune Callback that feeds this object."""
+        from ray.tune import Callback
+
+        progress = self
+
+        class _Callback(Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                progress.trial_started(trial.trial_id)
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                progress.trial_result(trial.trial_id, result)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                progress.trial_ended(trial.trial_id, trial.last_result or {}, error=None)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                progress.trial_ended(trial.trial_id, trial.last_result or {}, error=trial.error_msg)
+
+            def on_trial_recover(self, iteration, trials, trial, **info):
+                progress.say(f"trial {trial.trial_id} crashed; retrying from its last checkpoint")
+
+            def on_step_end(self, iteration, trials, **info):
+                progress.tick()
+
+        return _Callback()
+
+    def record(self, trial_id: str) -> _TrialRecord:
+        return self.records.setdefault(trial_id, _TrialRecord())
+
+    def say(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:7.1f} s] {message}", file=self.out, flush=True)
+
+    def trial_started(self, trial_id: str) -> None:
+        record = self.record(trial_id)
+        record.started = record.started or time.monotonic()
+        record.status = "running"
+        if self.first_trial_at is None:
+            self.first_trial_at = time.monotonic()
+
+    def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        record = self.record(trial_id)
+        record.last_epoch = int(result.get("epoch", record.last_epoch))
+        value = result.get(METRIC)
+        if value is not None and math.isfinite(value):
+            record.best = max(record.best, float(value))
+
+    def trial_ended(self, trial_id: str, result: Mapping[str, Any], error: str | None) -> None:
+        record = self.record(trial_id)
+        record.ended = time.monotonic()
+        record.status, record.reason = classify(result, error, self.space.budget.max_epochs)
+        best = f", best {METRIC} {record.best:.2f}" if math.isfinite(record.best) else ""
+        why = f" ({record.reason})" if record.reason else ""
+        self.say(f"trial {trial_id} {record.status}{why} after {record.last_epoch} epochs{best}")
+        self.tick(force=True)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_print < self.interval:
+            return
+        self._last_print = now
+        counts = {s: 0 for s in ("running", "finished", "stopped early", "diverged", "failed")}
+        for record in self.records.values():
+            if record.status in counts:
+                counts[record.status] += 1
+        best = max(self.records.items(), key=lambda kv: kv[1].best, default=None)
+        best_text = (
+            f"; best {METRIC} {best[1].best:.2f} (trial {best[0]})"
+            if best and math.isfinite(best[1].best)
+            else ""
+        )
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        self.say(f"trials of {self.space.budget.trials}: {summary}{best_text}")
+
+
+def classify(result: Mapping[str, Any], error: str | None, max_epochs: int) -> tuple[str, str]:
+    """A trial's outcome for people: finished, stopped early, diverged or failed (and why)."""
+    if error:
+        return "failed", error.strip().splitlines()[-1][:200]
+    if result.get("diverged"):
+        return "diverged", str(result.get("error", ""))
+    if int(result.get("epoch", 0)) >= max_epochs:
+        return "finished", ""
+    return "stopped early", ""
+
+
+def _init_ray(address: str | None, space: SearchSpace) -> bool:
+    """Start a local Ray or connect to a cluster; returns whether we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "log_to_driver": False,
+    }
+    # Two checkpoints per trial are kept; Tune warns about the snapshots this forces on short
+    # epochs, which says nothing actionable to a gansearch user.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, local instance
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            raise SearchError(f"cannot start a local Ray instance: {exc}") from exc
+        return True
+    try:
+        ray.init(address=address, **kwargs)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SearchError(
+            f"cannot reach the Ray cluster at --address {address}: {first}. Start one (see "
+            "cluster/README.md) or leave out --address to run on this machine"
+        ) from exc
+    return True
+
+
+def _check_resources(space: SearchSpace, local: bool) -> SearchSpace:
+    """Fail before any trial starts when no node can host a trial; drop GPUs on a laptop."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    per_node = [n.get("Resources", {}) for n in nodes]
+    want_cpu, want_gpu = space.resources.cpus, space.resources.gpus
+    total_gpus = sum(r.get("GPU", 0.0) for r in per_node)
+    if want_gpu > 0 and total_gpus == 0:
+        if not local:
+            raise SearchError(
+                f"{space.source}: resources.gpus: each trial asks for {want_gpu} GPU but the "
+                "cluster has none; set resources.gpus: 0 to train on CPUs"
+            )
+        print(
+            f"gansearch: no GPU on this machine: trials run on CPU ({space.source} asks for "
+            f"{want_gpu} GPU per trial)",
+            file=sys.stderr,
+        )
+        space = dataclasses.replace(space, resources=dataclasses.replace(space.resources, gpus=0.0))
+        want_gpu = 0.0
+    fits = [r for r in per_node if r.get("CPU", 0.0) >= want_cpu and r.get("GPU", 0.0) >= want_gpu]
+    if not fits:
+        biggest = max((r.get("CPU", 0.0) for r in per_node), default=0.0)
+        raise SearchError(
+            f"{space.source}: resources: a trial asks for {want_cpu} CPU and {want_gpu} GPU, "
+            f"but no node has that much (the largest has {biggest:g} CPUs)"
+        )
+    return space
+
+
+def _build_tuner(
+    space: SearchSpace, options: RunOptions, experiment_dir: Path, progress: ProgressCallback
+):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
+    from ray.tune.search import ConcurrencyLimiter
+
+    budget, resources = space.budget, space.resources
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, space=space, data_dir=options.data_dir),
+        {"cpu": resources.cpus, "gpu": resources.gpus},
+    )
+    run_config = tune.RunConfig(
+        name=experiment_dir.name,
+        storage_path=str(experiment_dir.parent),
+        callbacks=[progress.as_tune_callback()],
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+    if options.resume:
+        return trainable, tune.Tuner.restore(
+            str(experiment_dir),
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    searcher = GansearchOptunaSearch(
+        space=space.optuna_space(), metric=METRIC, mode="max", sampler=make_sampler(space.search)
+    )
+    scheduler: Any
+    if space.scheduler.type == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=budget.max_epochs,
+            grace_period=space.scheduler.grace_period,
+            reduction_factor=space.scheduler.reduction_factor,
+        )
+    elif space.scheduler.type == "median":
+        scheduler = MedianStoppingRule(time_attr="epoch", grace_period=space.scheduler.grace_period)
+    else:
+        scheduler = FIFOScheduler()
+    tune_config = tune.TuneConfig(
+        metric=METRIC,
+        mode="max",
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.concurrency),
+        scheduler=scheduler,
+        num_samples=budget.trials,
+        reuse_actors=True,
+        time_budget_s=budget.time_limit,
+    )
+    return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def results_table(result_grid: Any, progress: ProgressCallback, space: SearchSpace) -> pd.DataFrame:
+    """One row per trial: outcome, best validation log-likelihood, epochs, time, parameters."""
+    rows = []
+    for result in result_grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        history = result.metrics_dataframe
+        best, best_epoch = math.nan, None
+        if history is not None and METRIC in history and history[METRIC].notna().any():
+            index = history[METRIC].idxmax()
+            best, best_epoch = float(history[METRIC][index]), int(history["epoch"][index])
+        error = str(result.error) if result.error is not None else None
+        status, reason = classify(metrics, error, space.budget.max_epochs)
+        record = progress.records.get(trial_id)
+        wall = (
+            record.ended - record.started
+            if record and record.started is not None and record.ended is not None
+            else math.nan
+        )
+        loop = float(metrics.get("loop_seconds", math.nan))
+        row = {
+            "trial_id": trial_id,
+            "status": status,
+            "reason": reason,
+            METRIC: best,
+            "best_epoch": best_epoch,
+            "epochs": int(metrics.get("epoch", 0)),
+            "sigma": metrics.get("sigma"),
+            "wall_seconds": wall,
+            "loop_seconds": loop,
+            "overhead_seconds": wall - loop if math.isfinite(wall) else math.nan,
+            "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        }
+        for param in space.params:
+            row[param.key] = param.decode((result.config or {}).get(param.key))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values(METRIC, ascending=False, na_position="last", ignore_index=True)
+    return table
+
+
+def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """List-valued parameters (layer widths) become strings so Parquet has one type a column."""
+    safe = table.copy()
+    for column in safe.columns:
+        if safe[column].map(lambda v: isinstance(v, (list, tuple))).any():
+            safe[column] = safe[column].map(str)
+    return safe
+
+
+def format_leaderboard(table: pd.DataFrame, space: SearchSpace, size: int) -> str:
+    """The best trials as aligned text: rank, validation LL, epochs, time, parameters."""
+    if table.empty:
+        return "no trials ran"
+    lines = [f"best {min(size, len(table))} of {len(table)} trials by validation {METRIC}:"]
+    lines.append(
+        f"{'#':>2}  {'trial':<12} {METRIC:>9} {'epochs':>6} {'time s':>7}  {'status':<13} params"
+    )
+    for rank, row in enumerate(table.head(size).to_dict("records"), start=1):
+        values = ", ".join(f"{p.key}={_short(row.get(p.key))}" for p in space.params)
+        value = f"{row[METRIC]:9.2f}" if pd.notna(row[METRIC]) else f"{'-':>9}"
+        wall = f"{row['wall_seconds']:7.1f}" if pd.notna(row["wall_seconds"]) else f"{'-':>7}"
+        lines.append(
+            f"{rank:>2}  {row['trial_id']:<12} {value} {row['epochs']:>6} {wall}  "
+            f"{row['status']:<13} {values}"
+        )
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def run_search(space: SearchSpace, options: RunOptions, out: TextIO = sys.stderr) -> SearchOutcome:
+    """Run (or resume) a search to the end of its budget; see the module docstring."""
+    import ray
+    from ray import tune
+
+    started = time.monotonic()
+    name = options.name or space.name
+    results_dir = Path(options.results_dir or space.results.dir).expanduser().resolve()
+    experiment_dir = results_dir / name
+    exists = tune.Tuner.can_restore(str(experiment_dir)) if experiment_dir.exists() else False
+    if options.resume and not exists:
+        raise UsageError(f"--resume: no experiment to continue at {experiment_dir}")
+    if not options.resume and exists:
+        raise UsageError(
+            f"experiment {experiment_dir} exists: continue it with --resume, or choose another "
+            "--name"
+        )
+    # Fail on missing or corrupt data before starting anything (downloads if needed).
+    load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
+
+    started_ray = _init_ray(options.address, space)
+    try:
+        space = _check_resources(space, local=options.address is None)
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        Path(experiment_dir / SPACE_COPY).write_text(Path(space.source).read_text())
+        progress = ProgressCallback(space, out=out, interval=options.progress_interval)
+        progress.say(
+            f"{'resuming' if options.resume else 'starting'} {name}: {space.budget.trials} trials "
+            f"of at most {space.budget.max_epochs} epochs, {space.budget.concurrency} at a time, "
+            f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}"
+        )
+        _, tuner = _build_tuner(space, options, experiment_dir, progress)
+        result_grid = tuner.fit()
+        table = results_table(result_grid, progress, space)
+        unfinished = [
+            r for r in result_grid if (r.metrics or {}).get("done") is not True and r.error is None
+        ]
+        interrupted = len(result_grid) < space.budget.trials or bool(unfinished)
+        _parquet_safe(table).to_parquet(experiment_dir / RESULTS_FILE, index=False)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    first = progress.first_trial_at - started if progress.first_trial_at else None
+    return SearchOutcome(
+        experiment_dir=experiment_dir,
+        table=table,
+        interrupted=interrupted,
+        seconds=time.monotonic() - started,
+        first_trial_seconds=first,
+    )

@@ -1,0 +1,549 @@
+"""The search-space file: what is searched, how, for how long, on what, and where results go.
+
+A search space is YAML with these sections (search_spaces/digits.yaml is a complete example):
+
+    name: digits-quick            # experiment name (default: the file's stem)
+    dataset: {name: digits}       # as gansearch.data.load_dataset names it; fold for TFD
+    trainer: {...}                # fixed trainer settings, the schema of configs/*.yaml
+    params:                       # searched trainer settings, by dotted key
+      optim.lr_d: {distribution: loguniform, low: 0.01, high: 0.5}
+      optim.k: {distribution: int, low: 1, high: 5}
+      generator.units: {distribution: int, low: 600, high: 1600, step: 200}  # every layer
+      discriminator.keep_probs[0]: {distribution: uniform, low: 0.5, high: 1.0}  # one entry
+      discriminator.units: {distribution: categorical, choices: [[240, 240], [480, 480]]}
+    search: {algorithm: tpe, seed: 0, options: {}}          # Optuna sampler and its options
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 3}   # or median, none
+    budget: {trials: 20, max_epochs: 10, time_limit: null, concurrency: 2}
+    resources: {cpus: 1, gpus: 0, max_failures: 2}
+    objective: {metric: valid_ll, mode: max, eval_every: 1, samples: 2000, n_valid: 1000}
+    results: {dir: runs}
+
+`load_space` validates all of it before anything starts; every error names the file, the key
+path and the reason. A scalar searched for a list setting (layer widths, keep-probabilities) sets
+every entry; `key[i]` sets entry i; whole-list parameters apply before indexed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from gansearch.data import DATASETS
+from gansearch.errors import ConfigError
+from gansearch.schema import build, fail, read_yaml
+from gansearch.train_config import (
+    DataConfig,
+    TrainConfig,
+    config_from_dict,
+    config_keys,
+    config_to_dict,
+)
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "cmaes": "CmaEsSampler",
+    "qmc": "QMCSampler",
+    "gp": "GPSampler",
+    "nsgaii": "NSGAIISampler",
+}
+SCHEDULERS = ("asha", "median", "none")
+OBJECTIVE_METRICS = ("valid_ll",)
+# Trainer settings that other sections own: searching or fixing them in `trainer` is an error.
+OWNED = {
+    "data": "dataset",
+    "epochs": "budget.max_epochs",
+    "eval.every": "objective.eval_every",
+    "eval.samples": "objective.samples",
+    "eval.n_valid": "objective.n_valid",
+}
+_KEY = re.compile(r"^(?P<base>[a-z_][a-z0-9_.]*?)(?:\[(?P<index>\d+)\])?$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched trainer setting and its distribution."""
+
+    key: str
+    distribution: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def base(self) -> str:
+        """The trainer key without an index: `discriminator.keep_probs` for `...[0]`."""
+        return self.key.split("[", 1)[0]
+
+    @property
+    def index(self) -> int | None:
+        """The list entry this parameter sets, or None for the whole setting."""
+        match = _KEY.match(self.key)
+        return int(match["index"]) if match and match["index"] is not None else None
+
+    def optuna_distribution(self) -> optuna.distributions.BaseDistribution:
+        """The Optuna distribution (list-valued choices travel as JSON strings)."""
+        if self.distribution == "categorical":
+            return optuna.distributions.CategoricalDistribution(
+                [_encode(choice) for choice in self.choices or ()]
+            )
+        if self.distribution == "int":
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
+        return optuna.distributions.FloatDistribution(
+            self.low, self.high, log=self.distribution == "loguniform", step=self.step
+        )
+
+    def decode(self, value: Any) -> Any:
+        """The trainer value for an Optuna value (undoes the JSON of list-valued choices)."""
+        if self.distribution == "categorical" and isinstance(value, str) and value[:1] == "[":
+            return json.loads(value)
+        return value
+
+    def extremes(self) -> list[Any]:
+        """The values that bound this parameter's domain, to check against the trainer."""
+        if self.distribution == "categorical":
+            return list(self.choices or ())
+        if self.distribution == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+
+def _encode(choice: Any) -> Any:
+    return json.dumps(choice) if isinstance(choice, (list, tuple, dict)) else choice
+
+
+@dataclass(frozen=True)
+class SearchAlgorithm:
+    """Which Optuna sampler proposes configurations."""
+
+    algorithm: str = "tpe"
+    seed: int | None = 0
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """Early stopping: ASHA (default), the median stopping rule, or none. Times in epochs."""
+
+    type: str = "asha"
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many trials, how long each may train, and how many run at once."""
+
+    trials: int = 20
+    max_epochs: int = 10
+    time_limit: float | None = None  # seconds for the whole search
+    concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each trial asks of the cluster, and how often a crashed trial is retried."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0  # a fraction such as 0.25 packs four trials on one GPU
+    max_failures: int = 2
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The objective and the (cheaper than Table 1) Parzen settings used inside trials."""
+
+    metric: str = "valid_ll"
+    mode: str = "max"
+    eval_every: int = 1
+    samples: int = 2000
+    n_valid: int | None = 1000
+
+
+@dataclass(frozen=True)
+class Results:
+    """Where experiments are written (relative paths are relative to the working directory)."""
+
+    dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class Chaos:
+    """Fault injection, to see retries work: on its first attempt every trial crashes (raises)
+    or is killed (its worker process exits) at the start of the given epoch."""
+
+    crash_at_epoch: int | None = None
+    kill_at_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search-space file."""
+
+    source: str
+    name: str
+    trainer: TrainConfig
+    params: tuple[Param, ...]
+    search: SearchAlgorithm = field(default_factory=SearchAlgorithm)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    budget: Budget = field(default_factory=Budget)
+    resources: Resources = field(default_factory=Resources)
+    objective: Objective = field(default_factory=Objective)
+    results: Results = field(default_factory=Results)
+    chaos: Chaos = field(default_factory=Chaos)
+
+    def optuna_space(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """Optuna distributions keyed by parameter key (the names Optuna and Tune record)."""
+        return {p.key: p.optuna_distribution() for p in self.params}
+
+    def trial_config(self, values: Mapping[str, Any]) -> TrainConfig:
+        """The trainer configuration of one trial: the fixed settings plus the sampled values."""
+        return _apply(self.trainer, self.params, values, f"{self.source} (trial values)")
+
+    def with_budget(self, **changes: Any) -> SearchSpace:
+        """A copy with budget fields replaced (command-line overrides), re-checked."""
+        budget = dataclasses.replace(self.budget, **changes)
+        _check_budget(budget, self.scheduler, self.objective, self.source)
+        trainer = dataclasses.replace(self.trainer, epochs=budget.max_epochs)
+        return dataclasses.replace(self, budget=budget, trainer=trainer)
+
+
+def _apply(
+    trainer: TrainConfig, params: tuple[Param, ...], values: Mapping[str, Any], source: str
+) -> TrainConfig:
+    raw = config_to_dict(trainer)
+    ordered = [p for p in params if p.index is None] + [p for p in params if p.index is not None]
+    for param in ordered:
+        if param.key not in values:
+            continue
+        value = param.decode(values[param.key])
+        *parents, leaf = param.base.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        current = node[leaf]
+        if param.index is not None:
+            current = list(current)
+            if param.index >= len(current):
+                fail(source, param.key, f"index {param.index} is past the list's end {current}")
+            current[param.index] = value
+            node[leaf] = current
+        elif isinstance(current, list) and not isinstance(value, (list, tuple)):
+            node[leaf] = [value] * len(current)  # a scalar sets every layer
+        else:
+            node[leaf] = list(value) if isinstance(value, tuple) else value
+    return config_from_dict(raw, source)
+
+
+def _check(ok: bool, source: str, key: str, message: str) -> None:
+    if not ok:
+        fail(source, key, message)
+
+
+def _section(cls: type, raw: Mapping[str, Any], key: str, source: str) -> Any:
+    value = raw.get(key)
+    return cls() if value is None else build(cls, value, key, source)
+
+
+def _check_budget(budget: Budget, scheduler: Scheduler, objective: Objective, source: str):
+    _check(budget.trials >= 1, source, "budget.trials", f"must be >= 1, got {budget.trials}")
+    _check(
+        budget.max_epochs >= 1,
+        source,
+        "budget.max_epochs",
+        f"must be >= 1, got {budget.max_epochs}",
+    )
+    _check(
+        budget.time_limit is None or budget.time_limit > 0,
+        source,
+        "budget.time_limit",
+        f"must be a positive number of seconds or null, got {budget.time_limit}",
+    )
+    _check(
+        budget.concurrency >= 1,
+        source,
+        "budget.concurrency",
+        f"must be >= 1, got {budget.concurrency}",
+    )
+    _check(
+        scheduler.type == "none" or scheduler.grace_period <= budget.max_epochs,
+        source,
+        "scheduler.grace_period",
+        f"{scheduler.grace_period} epochs is longer than budget.max_epochs ({budget.max_epochs})",
+    )
+    _check(
+        objective.eval_every <= budget.max_epochs,
+        source,
+        "objective.eval_every",
+        f"{objective.eval_every} is more than budget.max_epochs ({budget.max_epochs}): "
+        "no trial would ever be evaluated",
+    )
+
+
+def _check_sections(space: dict[str, Any], source: str) -> None:
+    search, scheduler, resources, objective = (
+        space["search"],
+        space["scheduler"],
+        space["resources"],
+        space["objective"],
+    )
+    _check(
+        search.algorithm in SAMPLERS,
+        source,
+        "search.algorithm",
+        f"unknown algorithm {search.algorithm!r}; choose one of {', '.join(SAMPLERS)}",
+    )
+    try:
+        make_sampler(search)
+    except TypeError as exc:
+        fail(
+            source,
+            "search.options",
+            f"not accepted by Optuna's {SAMPLERS[search.algorithm]}: {exc}",
+        )
+    _check(
+        scheduler.type in SCHEDULERS,
+        source,
+        "scheduler.type",
+        f"unknown scheduler {scheduler.type!r}; choose one of {', '.join(SCHEDULERS)}",
+    )
+    _check(
+        scheduler.grace_period >= 1,
+        source,
+        "scheduler.grace_period",
+        f"must be >= 1 epoch, got {scheduler.grace_period}",
+    )
+    _check(
+        scheduler.reduction_factor > 1,
+        source,
+        "scheduler.reduction_factor",
+        f"must be > 1, got {scheduler.reduction_factor}",
+    )
+    _check_budget(space["budget"], scheduler, objective, source)
+    _check(resources.cpus > 0, source, "resources.cpus", f"must be > 0, got {resources.cpus}")
+    _check(
+        resources.gpus >= 0 and (resources.gpus <= 1 or float(resources.gpus).is_integer()),
+        source,
+        "resources.gpus",
+        f"must be a fraction in [0, 1] or a whole number, got {resources.gpus}",
+    )
+    _check(
+        resources.max_failures >= 0,
+        source,
+        "resources.max_failures",
+        f"must be >= 0, got {resources.max_failures}",
+    )
+    _check(
+        objective.metric in OBJECTIVE_METRICS,
+        source,
+        "objective.metric",
+        f"unknown metric {objective.metric!r}; choose one of {', '.join(OBJECTIVE_METRICS)}",
+    )
+    _check(
+        objective.mode == "max",
+        source,
+        "objective.mode",
+        f"valid_ll is a log-likelihood, maximised; got {objective.mode!r}",
+    )
+    _check(
+        objective.eval_every >= 1,
+        source,
+        "objective.eval_every",
+        f"must be >= 1, got {objective.eval_every}",
+    )
+    _check(
+        objective.samples >= 1,
+        source,
+        "objective.samples",
+        f"must be >= 1, got {objective.samples}",
+    )
+    _check(
+        objective.n_valid is None or objective.n_valid >= 1,
+        source,
+        "objective.n_valid",
+        f"must be >= 1 or null (all), got {objective.n_valid}",
+    )
+    for key in ("crash_at_epoch", "kill_at_epoch"):
+        value = getattr(space["chaos"], key)
+        _check(value is None or value >= 1, source, f"chaos.{key}", f"must be >= 1, got {value}")
+
+
+def _parse_param(key: Any, spec: Any, valid_keys: set[str], list_keys: set[str], source: str):
+    where = f"params.{key}"
+    match = _KEY.match(str(key))
+    if not isinstance(key, str) or not match:
+        fail(source, where, "must be a dotted trainer key such as optim.lr_d or units[0]")
+    base = match["base"]
+    if base not in valid_keys:
+        fail(source, where, "the trainer has no such setting (see configs/mnist_paper.yaml)")
+    for owned, owner in OWNED.items():
+        if base == owned or base.startswith(owned + "."):
+            fail(source, where, f"set by {owner}, not searched as a trainer setting")
+    if match["index"] is not None and base not in list_keys:
+        fail(source, where, f"{base} is not a list, so it takes no [index]")
+    if not isinstance(spec, Mapping):
+        fail(source, where, f"must be a mapping with a distribution, got {spec!r}")
+    param = build(Param, {"key": key, **spec}, where, source)
+    kind = param.distribution
+    _check(
+        kind in DISTRIBUTIONS,
+        source,
+        f"{where}.distribution",
+        f"unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}",
+    )
+    if kind == "categorical":
+        for extra in ("low", "high", "step"):
+            _check(
+                getattr(param, extra) is None, source, f"{where}.{extra}", "not used by categorical"
+            )
+        _check(
+            bool(param.choices),
+            source,
+            f"{where}.choices",
+            "a categorical needs at least one choice",
+        )
+        return param
+    _check(param.choices is None, source, f"{where}.choices", f"only for categorical, not {kind}")
+    for bound in ("low", "high"):
+        value = getattr(param, bound)
+        _check(value is not None, source, f"{where}.{bound}", f"required for {kind}")
+        _check(math.isfinite(value), source, f"{where}.{bound}", f"must be finite, got {value}")
+        if kind == "int":
+            _check(
+                float(value).is_integer(),
+                source,
+                f"{where}.{bound}",
+                f"must be an integer, got {value}",
+            )
+    low, high = param.low, param.high
+    _check(
+        low < high,
+        source,
+        where,
+        f"empty or inverted range: low {low} must be below high {high}",
+    )
+    if kind == "loguniform" or param.log:
+        _check(low > 0, source, f"{where}.low", f"a log range must stay above 0, got {low}")
+        _check(param.step is None, source, f"{where}.step", "Optuna takes no step on a log scale")
+    if param.step is not None:
+        _check(param.step > 0, source, f"{where}.step", f"must be > 0, got {param.step}")
+        _check(
+            param.step <= high - low,
+            source,
+            f"{where}.step",
+            f"{param.step} is wider than the range {low}..{high}",
+        )
+        if kind == "int":
+            _check(float(param.step).is_integer(), source, f"{where}.step", "must be an integer")
+    _check(not param.log or kind == "int", source, f"{where}.log", "only for int (use loguniform)")
+    return param
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and fully validate a search-space file; raise ConfigError naming file and key."""
+    source = str(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, Mapping):
+        fail(source, "", f"top level must be a mapping of sections, got {raw!r}")
+    sections = {
+        "search": SearchAlgorithm,
+        "scheduler": Scheduler,
+        "budget": Budget,
+        "resources": Resources,
+        "objective": Objective,
+        "results": Results,
+        "chaos": Chaos,
+    }
+    known = {"name", "dataset", "trainer", "params", *sections}
+    for key in raw:
+        if key not in known:
+            fail(source, str(key), f"unknown section (valid: {', '.join(sorted(known))})")
+    name = raw.get("name", Path(source).stem)
+    _check(
+        isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None,
+        source,
+        "name",
+        f"must be a name of letters, digits, '-', '_' or '.', got {name!r}",
+    )
+    parsed = {key: _section(cls, raw, key, source) for key, cls in sections.items()}
+    _check_sections(parsed, source)
+
+    if "dataset" not in raw:
+        fail(source, "dataset", f"required: the data set to search on ({', '.join(DATASETS)})")
+    dataset = build(DataConfig, raw["dataset"], "dataset", source)
+    _check(
+        dataset.name in DATASETS,
+        source,
+        "dataset.name",
+        f"unknown data set {dataset.name!r}; choose one of {', '.join(DATASETS)}",
+    )
+    trainer_raw = raw.get("trainer") or {}
+    if not isinstance(trainer_raw, Mapping):
+        fail(source, "trainer", f"must be a mapping of trainer settings, got {trainer_raw!r}")
+    for owned, owner in OWNED.items():
+        section, _, leaf = owned.partition(".")
+        present = section in trainer_raw and (
+            not leaf or (isinstance(trainer_raw[section], Mapping) and leaf in trainer_raw[section])
+        )
+        if present:
+            fail(source, f"trainer.{owned}", f"set by {owner} in a search space")
+    objective, budget = parsed["objective"], parsed["budget"]
+    merged = {key: value for key, value in trainer_raw.items()}
+    merged["eval"] = {
+        **(trainer_raw.get("eval") or {}),
+        "every": objective.eval_every,
+        "samples": objective.samples,
+        "n_valid": objective.n_valid,
+    }
+    merged["data"] = dataclasses.asdict(dataset)
+    merged["epochs"] = budget.max_epochs
+    try:
+        trainer = config_from_dict(merged, f"{source}: trainer")
+    except ConfigError as exc:
+        raise ConfigError(
+            str(exc).replace(f"{source}: trainer: ", f"{source}: trainer.", 1)
+        ) from None
+
+    params_raw = raw.get("params")
+    if not isinstance(params_raw, Mapping) or not params_raw:
+        fail(source, "params", "required: a mapping of trainer keys to distributions")
+    valid_keys = set(config_keys())
+    defaults = config_to_dict(trainer)
+    list_keys = {k for k in valid_keys if isinstance(_lookup(defaults, k), list)}
+    params = tuple(
+        _parse_param(key, spec, valid_keys, list_keys, source) for key, spec in params_raw.items()
+    )
+    for param in params:  # every bound and choice must be a setting the trainer accepts
+        for value in param.extremes():
+            try:
+                _apply(trainer, params, {param.key: _encode(value)}, source)
+            except ConfigError as exc:
+                reason = str(exc).split(": ", 2)[-1]
+                fail(source, f"params.{param.key}", f"value {value!r} is impossible: {reason}")
+    return SearchSpace(source=source, name=name, trainer=trainer, params=params, **parsed)
+
+
+def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def make_sampler(search: SearchAlgorithm) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named by the search section, seeded."""
+    cls = getattr(optuna.samplers, SAMPLERS[search.algorithm])
+    return cls(seed=search.seed, **search.options)
