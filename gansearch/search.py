@@ -15,6 +15,7 @@ trials on a node share its pages and a reused actor loads it in about a millisec
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -27,15 +28,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
 
 from gansearch.data import load_dataset
 from gansearch.errors import DivergenceError, GansearchError, UsageError
-from gansearch.space import SearchSpace, make_sampler
+from gansearch.space import SearchSpace, load_space, make_sampler
 
 METRIC = "valid_ll"
 CHECKPOINT_FILE = "trainer.pt"
 RESULTS_FILE = "results.parquet"
 SPACE_COPY = "search_space.yaml"
+META_FILE = "gansearch.json"
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ class RunOptions:
     data_dir: str | None = None
     results_dir: str | None = None  # default: the space's results.dir
     progress_interval: float = 10.0  # seconds between progress lines
+    budget_overrides: Mapping[str, int] = field(default_factory=dict)  # trials, max_epochs, ...
     leaderboard_size: int = 10
 
 
@@ -75,17 +83,21 @@ class SearchOutcome:
 
 def _chaos(space: SearchSpace, epoch: int) -> None:
     """Fault injection (space.chaos): on a trial's first attempt only, crash or die at `epoch`."""
-    from ray import tune
-
     chaos = space.chaos
     if epoch not in (chaos.crash_at_epoch, chaos.kill_at_epoch):
         return
-    marker = Path(tune.get_context().get_trial_dir()) / "chaos-fired"
+    kind = "kill" if epoch == chaos.kill_at_epoch else "crash"
+    # The trial's folder in the experiment's storage outlives its worker processes (the local
+    # trial directory does not: a restarted trial may get another one).
+    context = tune.get_context()
+    storage = context.get_storage()
+    folder = getattr(storage, "trial_fs_path", None) or context.get_trial_dir()
+    marker = Path(folder) / f"chaos-{kind}-fired"
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(str(epoch))
-    if epoch == chaos.kill_at_epoch:
+    if kind == "kill":
         os._exit(17)  # the worker process dies, as on a lost node or an OOM kill
     raise RuntimeError(f"chaos: injected crash at the start of epoch {epoch}")
 
@@ -93,7 +105,6 @@ def _chaos(space: SearchSpace, epoch: int) -> None:
 def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None) -> None:
     """Ray Tune function trainable: one trial of the search (runs in a Ray worker)."""
     import torch
-    from ray import tune
 
     from gansearch.trainer import Trainer
 
@@ -134,36 +145,75 @@ def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None
 # --------------------------------------------------------------------------- the driver
 
 
-def _searcher_class():
-    """OptunaSearch that records diverged trials as FAIL and never passes Optuna a NaN."""
-    from ray.tune.search.optuna import OptunaSearch
+class GansearchOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, told about divergence: a diverged trial is FAIL, never a NaN.
 
-    return GansearchOptunaSearch if "GansearchOptunaSearch" in globals() else OptunaSearch
+    (A NaN handed to Optuna leaves its trial RUNNING forever; see ../shared/STACK-NOTES.md.)
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        value = result.get(self.metric) if isinstance(self.metric, str) else None
+        if result.get("diverged") or value is None or not math.isfinite(value):
+            return
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        value = (result or {}).get(self.metric) if isinstance(self.metric, str) else 0.0
+        if result and (result.get("diverged") or value is None or not math.isfinite(value)):
+            super().on_trial_complete(trial_id, None, error=True)  # Optuna: FAIL
+            return
+        super().on_trial_complete(trial_id, result, error)
 
 
-try:  # defined at import time so that Tuner.restore can unpickle the searcher
-    from ray.tune.search.optuna import OptunaSearch as _OptunaSearch
+def _error_text(trial: Any) -> str:
+    """The last line of a failed trial's error, for people."""
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # the error file may be unreadable; the status still matters
+        text = ""
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "the trial failed"
 
-    class GansearchOptunaSearch(_OptunaSearch):
-        """Ray's OptunaSearch, told about divergence (see STACK-NOTES: NaN leaves RUNNING)."""
 
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            value = result.get(self.metric) if isinstance(self.metric, str) else None
-            if result.get("diverged") or value is None or not math.isfinite(value):
-                return
-            super().on_trial_result(trial_id, result)
+class TuneProgress(tune.Callback):
+    """Forwards Tune's trial events to a ProgressCallback.
 
-        def on_trial_complete(
-            self, trial_id: str, result: dict | None = None, error: bool = False
-        ) -> None:
-            value = (result or {}).get(self.metric) if isinstance(self.metric, str) else 0.0
-            if result and (result.get("diverged") or value is None or not math.isfinite(value)):
-                super().on_trial_complete(trial_id, None, error=True)  # Optuna: FAIL
-                return
-            super().on_trial_complete(trial_id, result, error)
+    Tune pickles its callbacks with the experiment; the progress object (with its output
+    stream) is left out, and a resumed search attaches a fresh one.
+    """
 
-except ImportError:  # pragma: no cover - ray[tune] is a dependency
-    pass
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.progress = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"progress": None}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if self.progress:
+            self.progress.trial_started(trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.progress:
+            self.progress.trial_result(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.progress:
+            self.progress.trial_ended(trial.trial_id, trial.last_result or {}, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self.progress:
+            error = _error_text(trial)
+            self.progress.trial_ended(trial.trial_id, trial.last_result or {}, error)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        if self.progress:
+            self.progress.say(f"trial {trial.trial_id} crashed; retrying from its checkpoint")
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.progress:
+            self.progress.tick()
 
 
 @dataclass
@@ -181,46 +231,23 @@ class ProgressCallback:
     """Prints a progress line at most every `interval` seconds and one per finished trial."""
 
     space: SearchSpace
-    out: TextIO = sys.stderr
+    out: TextIO | None = None  # default: sys.stderr at the time of printing
     interval: float = 10.0
     started: float = field(default_factory=time.monotonic)
     records: dict[str, _TrialRecord] = field(default_factory=dict)
     first_trial_at: float | None = None
     _last_print: float = 0.0
 
-    def as_tune_callback(self):
+    def as_tune_callback(self) -> Any:
         """The Ray Tune Callback that feeds this object."""
-        from ray.tune import Callback
-
-        progress = self
-
-        class _Callback(Callback):
-            def on_trial_start(self, iteration, trials, trial, **info):
-                progress.trial_started(trial.trial_id)
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                progress.trial_result(trial.trial_id, result)
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                progress.trial_ended(trial.trial_id, trial.last_result or {}, error=None)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                progress.trial_ended(trial.trial_id, trial.last_result or {}, error=trial.error_msg)
-
-            def on_trial_recover(self, iteration, trials, trial, **info):
-                progress.say(f"trial {trial.trial_id} crashed; retrying from its last checkpoint")
-
-            def on_step_end(self, iteration, trials, **info):
-                progress.tick()
-
-        return _Callback()
+        return TuneProgress(self)
 
     def record(self, trial_id: str) -> _TrialRecord:
         return self.records.setdefault(trial_id, _TrialRecord())
 
     def say(self, message: str) -> None:
         elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:7.1f} s] {message}", file=self.out, flush=True)
+        print(f"[{elapsed:7.1f} s] {message}", file=self.out or sys.stderr, flush=True)
 
     def trial_started(self, trial_id: str) -> None:
         record = self.record(trial_id)
@@ -275,10 +302,8 @@ def classify(result: Mapping[str, Any], error: str | None, max_epochs: int) -> t
     return "stopped early", ""
 
 
-def _init_ray(address: str | None, space: SearchSpace) -> bool:
+def _init_ray(address: str | None) -> bool:
     """Start a local Ray or connect to a cluster; returns whether we started it."""
-    import ray
-
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {
@@ -289,6 +314,9 @@ def _init_ray(address: str | None, space: SearchSpace) -> bool:
     # Two checkpoints per trial are kept; Tune warns about the snapshots this forces on short
     # epochs, which says nothing actionable to a gansearch user.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    # A diverged trial's last report has no valid_ll (GansearchOptunaSearch marks it FAIL).
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, local instance
         try:
@@ -309,8 +337,6 @@ def _init_ray(address: str | None, space: SearchSpace) -> bool:
 
 def _check_resources(space: SearchSpace, local: bool) -> SearchSpace:
     """Fail before any trial starts when no node can host a trial; drop GPUs on a laptop."""
-    import ray
-
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     per_node = [n.get("Resources", {}) for n in nodes]
     want_cpu, want_gpu = space.resources.cpus, space.resources.gpus
@@ -341,10 +367,6 @@ def _check_resources(space: SearchSpace, local: bool) -> SearchSpace:
 def _build_tuner(
     space: SearchSpace, options: RunOptions, experiment_dir: Path, progress: ProgressCallback
 ):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
-    from ray.tune.search import ConcurrencyLimiter
-
     budget, resources = space.budget, space.resources
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, space=space, data_dir=options.data_dir),
@@ -359,12 +381,14 @@ def _build_tuner(
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
     if options.resume:
-        return trainable, tune.Tuner.restore(
-            str(experiment_dir),
-            trainable=trainable,
-            resume_unfinished=True,
-            resume_errored=True,
+        tuner = tune.Tuner.restore(
+            str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
+        # Tune restores the run configuration it pickled; give it this process's progress.
+        internal = getattr(tuner, "_local_tuner", None)
+        if internal is not None:
+            internal.get_run_config().callbacks = run_config.callbacks
+        return tuner
     searcher = GansearchOptunaSearch(
         space=space.optuna_space(), metric=METRIC, mode="max", sampler=make_sampler(space.search)
     )
@@ -389,11 +413,19 @@ def _build_tuner(
         reuse_actors=True,
         time_budget_s=budget.time_limit,
     )
-    return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def results_table(result_grid: Any, progress: ProgressCallback, space: SearchSpace) -> pd.DataFrame:
-    """One row per trial: outcome, best validation log-likelihood, epochs, time, parameters."""
+def results_table(
+    result_grid: Any,
+    progress: ProgressCallback,
+    space: SearchSpace,
+    earlier_walls: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """One row per trial: outcome, best validation log-likelihood, epochs, time, parameters.
+
+    `earlier_walls` gives the wall times of trials that ended before a resume.
+    """
     rows = []
     for result in result_grid:
         metrics = result.metrics or {}
@@ -406,10 +438,12 @@ def results_table(result_grid: Any, progress: ProgressCallback, space: SearchSpa
         error = str(result.error) if result.error is not None else None
         status, reason = classify(metrics, error, space.budget.max_epochs)
         record = progress.records.get(trial_id)
+        if record is not None and record.status in ("running", "pending") and error is None:
+            status, reason = "interrupted", "the search stopped before this trial ended"
         wall = (
             record.ended - record.started
             if record and record.started is not None and record.ended is not None
-            else math.nan
+            else (earlier_walls or {}).get(trial_id, math.nan)
         )
         loop = float(metrics.get("loop_seconds", math.nan))
         row = {
@@ -468,16 +502,34 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def run_search(space: SearchSpace, options: RunOptions, out: TextIO = sys.stderr) -> SearchOutcome:
-    """Run (or resume) a search to the end of its budget; see the module docstring."""
-    import ray
-    from ray import tune
+def _resume_space(given: SearchSpace, experiment_dir: Path, overrides: Mapping[str, int]):
+    """The space a resumed search runs: the stored copy with its budget, never a changed one."""
+    stored = load_space(experiment_dir / SPACE_COPY)
+    meta = json.loads((experiment_dir / META_FILE).read_text())
+    stored = stored.with_budget(**meta["budget"])
+    for key, value in overrides.items():
+        if getattr(stored.budget, key) != value:
+            raise UsageError(
+                f"--{key.replace('_', '-')} {value}: the search being resumed has "
+                f"{key} {getattr(stored.budget, key)}, and a resumed search keeps its budget"
+            )
+    given = given.with_budget(**dataclasses.asdict(stored.budget))
+    if (given.params, given.trainer) != (stored.params, stored.trainer):
+        print(
+            f"gansearch: {given.source} differs from the copy the search started with; "
+            f"resuming runs the stored copy {experiment_dir / SPACE_COPY}",
+            file=sys.stderr,
+        )
+    return stored
 
+
+def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = None) -> SearchOutcome:
+    """Run (or resume) a search to the end of its budget; see the module docstring."""
     started = time.monotonic()
     name = options.name or space.name
     results_dir = Path(options.results_dir or space.results.dir).expanduser().resolve()
     experiment_dir = results_dir / name
-    exists = tune.Tuner.can_restore(str(experiment_dir)) if experiment_dir.exists() else False
+    exists = experiment_dir.exists() and tune.Tuner.can_restore(str(experiment_dir))
     if options.resume and not exists:
         raise UsageError(f"--resume: no experiment to continue at {experiment_dir}")
     if not options.resume and exists:
@@ -485,27 +537,37 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO = sys.stderr
             f"experiment {experiment_dir} exists: continue it with --resume, or choose another "
             "--name"
         )
+    if options.resume:
+        space = _resume_space(space, experiment_dir, options.budget_overrides)
+    elif options.budget_overrides:
+        space = space.with_budget(**options.budget_overrides)
     # Fail on missing or corrupt data before starting anything (downloads if needed).
     load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
 
-    started_ray = _init_ray(options.address, space)
+    started_ray = _init_ray(options.address)
     try:
         space = _check_resources(space, local=options.address is None)
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        Path(experiment_dir / SPACE_COPY).write_text(Path(space.source).read_text())
+        if not options.resume:
+            experiment_dir.mkdir(parents=True, exist_ok=True)
+            (experiment_dir / SPACE_COPY).write_text(Path(space.source).read_text())
+            budget = dataclasses.asdict(space.budget)
+            (experiment_dir / META_FILE).write_text(json.dumps({"budget": budget}, indent=2))
         progress = ProgressCallback(space, out=out, interval=options.progress_interval)
         progress.say(
             f"{'resuming' if options.resume else 'starting'} {name}: {space.budget.trials} trials "
             f"of at most {space.budget.max_epochs} epochs, {space.budget.concurrency} at a time, "
             f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}"
         )
-        _, tuner = _build_tuner(space, options, experiment_dir, progress)
+        tuner = _build_tuner(space, options, experiment_dir, progress)
         result_grid = tuner.fit()
-        table = results_table(result_grid, progress, space)
-        unfinished = [
-            r for r in result_grid if (r.metrics or {}).get("done") is not True and r.error is None
-        ]
-        interrupted = len(result_grid) < space.budget.trials or bool(unfinished)
+        earlier: dict[str, float] = {}
+        if options.resume and (experiment_dir / RESULTS_FILE).exists():
+            before = pd.read_parquet(experiment_dir / RESULTS_FILE)
+            earlier = dict(zip(before["trial_id"], before["wall_seconds"], strict=True))
+        table = results_table(result_grid, progress, space, earlier)
+        interrupted = len(result_grid) < space.budget.trials or bool(
+            (table["status"] == "interrupted").any() if not table.empty else False
+        )
         _parquet_safe(table).to_parquet(experiment_dir / RESULTS_FILE, index=False)
     finally:
         if started_ray:

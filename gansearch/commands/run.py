@@ -46,9 +46,8 @@ def run(args: argparse.Namespace) -> int:
     for key, value in changes.items():
         if value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
-    if changes:
-        space = space.with_budget(**changes)
     options = RunOptions(
+        budget_overrides=changes,
         address=args.address,
         name=args.name,
         resume=args.resume,

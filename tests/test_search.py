@@ -1,0 +1,152 @@
+"""`gansearch run` end to end on a real (small) search: Ray Tune, Optuna, ASHA, failures, resume.
+
+These start a local Ray (5 to 10 s each) and train real trials on the bundled digits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from gansearch.cli import main
+from gansearch.search import GansearchOptunaSearch
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = REPO / "search_spaces" / "digits.yaml"
+SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
+
+
+def study_of(experiment_dir: Path) -> optuna.Study:
+    """The Optuna study the searcher saved with the experiment."""
+    searcher = GansearchOptunaSearch()
+    searcher.restore_from_dir(str(experiment_dir))
+    return searcher._ot_study
+
+
+def test_small_search_end_to_end(tmp_path, capsys):
+    args = ["run", "--space", str(DIGITS), "--results-dir", str(tmp_path), "--max-epochs", "6"]
+    assert main([*args, "--progress-interval", "2"]) == 0
+    out, err = capsys.readouterr()
+    table = pd.read_parquet(tmp_path / "digits-quick" / "results.parquet")
+    assert len(table) == 8 and set(table["status"]) <= {"finished", "stopped early"}
+    stopped = table[table["status"] == "stopped early"]
+    assert len(stopped) >= 1, "ASHA stopped no trial"
+    assert (stopped["epochs"] < 6).all()
+    assert (table.loc[table["status"] == "finished", "epochs"] == 6).all()
+    assert table["valid_ll"].is_monotonic_decreasing  # best first
+    assert table["optim.lr_d"].between(0.01, 0.5).all() and table["optim.k"].between(1, 3).all()
+    # The leaderboard shows the best trial first, with its parameters.
+    best = table.iloc[0]
+    assert "best 8 of 8 trials" in out
+    assert f"{best['trial_id']:<12} {best['valid_ll']:9.2f}" in out
+    assert "trials of 8:" in err and "stopped early after" in err
+    # Optuna saw every trial end: nothing left RUNNING.
+    states = [t.state for t in study_of(tmp_path / "digits-quick").trials]
+    assert len(states) == 8 and optuna.trial.TrialState.RUNNING not in states
+    # Per-trial overhead once the search runs (actors reused, data cached) stays small.
+    later = table.dropna(subset=["overhead_seconds"]).sort_values("wall_seconds")
+    assert later["overhead_seconds"].median() < 1.0
+
+
+def test_divergence_fails_in_optuna_and_crashes_are_retried(tmp_path, capsys):
+    space = SMALL.read_text().replace(
+        "  optim.lr_d: {distribution: loguniform, low: 0.01, high: 0.5}",
+        "  optim.lr_d: {distribution: categorical, choices: [0.05, 1.0e+30]}",
+    )
+    space = space.replace(
+        "search: {algorithm: tpe, seed: 0}", "search: {algorithm: random, seed: 3}"
+    )
+    space = space.replace("scheduler: {type: asha,", "scheduler: {type: none,")
+    space = space.replace("max_failures: 1", "max_failures: 2")
+    space += "chaos: {crash_at_epoch: 2, kill_at_epoch: 3}\n"
+    path = tmp_path / "faulty.yaml"
+    path.write_text(space)
+    args = ["run", "--space", str(path), "--results-dir", str(tmp_path), "--trials", "5"]
+    assert main([*args, "--progress-interval", "100"]) == 0
+    err = capsys.readouterr().err
+    table = pd.read_parquet(tmp_path / "small" / "results.parquet")
+    diverged = table[table["optim.lr_d"] == 1e30]
+    healthy = table[table["optim.lr_d"] == 0.05]
+    assert len(diverged) >= 1 and len(healthy) >= 1, "the seed must give both kinds of trial"
+    assert (diverged["status"] == "diverged").all()
+    assert diverged["reason"].str.contains("training diverged at epoch 1").all()
+    # Every healthy trial crashed at epoch 2 and was killed at epoch 3, and still finished.
+    assert (healthy["status"] == "finished").all() and (healthy["epochs"] == 3).all()
+    assert err.count("crashed; retrying") >= 2 * len(healthy)
+    study = study_of(tmp_path / "small")
+    states = {t.params["optim.lr_d"]: t.state for t in study.trials}
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == len(diverged) and all(t.params["optim.lr_d"] == 1e30 for t in failed)
+    assert states[0.05] == optuna.trial.TrialState.COMPLETE
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gansearch.cli", *args]
+
+
+def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--trials", "6"]
+    args += ["--concurrency", "1", "--progress-interval", "1"]
+    driver = subprocess.Popen(
+        _cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    ended_before: list[str] = []
+    deadline = time.monotonic() + 240
+    try:
+        for line in driver.stderr:
+            match = re.search(r"\] trial (\w+) (finished|stopped early) after", line)
+            if match:
+                ended_before.append(match[1])
+            if len(ended_before) >= 2 or time.monotonic() > deadline:
+                break
+        driver.send_signal(signal.SIGINT)  # Ctrl-C
+        out, rest = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert len(ended_before) >= 2
+    assert driver.returncode == 130, rest
+    assert "continue it with: gansearch run" in rest and "--resume" in rest
+
+    resumed = subprocess.run(
+        _cli(*args[:5], "--resume", "--progress-interval", "100"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    for trial_id in ended_before:  # finished trials were not run again
+        assert f"trial {trial_id} " not in resumed.stderr
+    table = pd.read_parquet(tmp_path / "small" / "results.parquet")
+    assert len(table) == 6 and table["trial_id"].is_unique
+    assert set(table["status"]) <= {"finished", "stopped early"}
+    trials = study_of(tmp_path / "small").trials
+    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
+    assert "best 6 of 6 trials" in resumed.stdout
+
+
+def test_resume_refuses_a_different_budget_and_a_missing_experiment(tmp_path, capsys):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+    assert main([*args, "--resume"]) == 2
+    assert "no experiment to continue" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()
+
+
+def test_unreachable_cluster_is_reported_before_trials(tmp_path, capsys):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+    assert main([*args, "--address", "ray://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Ray cluster at --address ray://127.0.0.1:1" in err
+    assert "Traceback" not in err
+    assert os.environ.get("RAY_ADDRESS") is None
