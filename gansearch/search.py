@@ -136,6 +136,7 @@ def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None
             return
         report = {k: v for k, v in metrics.as_dict().items() if v is not None}
         report["loop_seconds"] = loop_seconds
+        report["threads"] = torch.get_num_threads()
         report["diverged"] = 0
         with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
@@ -454,6 +455,7 @@ def results_table(
             "best_epoch": best_epoch,
             "epochs": int(metrics.get("epoch", 0)),
             "sigma": metrics.get("sigma"),
+            "threads": metrics.get("threads"),
             "wall_seconds": wall,
             "loop_seconds": loop,
             "overhead_seconds": wall - loop if math.isfinite(wall) else math.nan,
