@@ -5,11 +5,14 @@ These start a local Ray (5 to 10 s each) and train real trials on the bundled di
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -117,6 +120,12 @@ def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
     assert driver.returncode == 130, rest
     assert "continue it with: gansearch run" in rest and "--resume" in rest
 
+    other_budget = subprocess.run(
+        _cli(*args[:5], "--resume", "--trials", "7"), capture_output=True, text=True, timeout=120
+    )
+    assert other_budget.returncode == 2
+    assert "the search being resumed has trials 6" in other_budget.stderr
+
     resumed = subprocess.run(
         _cli(*args[:5], "--resume", "--progress-interval", "100"),
         capture_output=True,
@@ -135,7 +144,59 @@ def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
     assert "best 6 of 6 trials" in resumed.stdout
 
 
-def test_resume_refuses_a_different_budget_and_a_missing_experiment(tmp_path, capsys):
+def _processes_with_env(marker: str) -> list[int]:
+    """PIDs of processes whose environment holds `marker` (the Ray a test started)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_killed_driver_resumes_and_loses_no_trial(tmp_path):
+    ray_tmp = tempfile.mkdtemp(prefix="gs-", dir="/tmp")  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--trials", "5"]
+    args += ["--concurrency", "1", "--progress-interval", "1"]
+    driver = subprocess.Popen(
+        _cli(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    )
+    ended = 0
+    try:
+        for line in driver.stderr:
+            ended += bool(re.search(r"\] trial \w+ (finished|stopped early) after", line))
+            if ended >= 2:
+                break
+        time.sleep(2)  # let Tune snapshot the experiment, as it does every few seconds
+        driver.kill()  # SIGKILL: no chance to clean up
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for pid in _processes_with_env(f"RAY_TMPDIR={ray_tmp}"):  # the orphaned Ray
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert ended >= 2
+    resumed = subprocess.run(
+        _cli(*args[:5], "--resume", "--progress-interval", "100"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    table = pd.read_parquet(tmp_path / "small" / "results.parquet")
+    assert len(table) == 5 and table["trial_id"].is_unique
+    assert set(table["status"]) <= {"finished", "stopped early"}
+    trials = study_of(tmp_path / "small").trials
+    assert len(trials) == 5 and all(t.state.is_finished() for t in trials)
+
+
+def test_resume_without_an_experiment_is_refused(tmp_path, capsys):
     args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
     assert main([*args, "--resume"]) == 2
     assert "no experiment to continue" in capsys.readouterr().err
