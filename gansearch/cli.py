@@ -19,6 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("gansearch.commands.data", "locate, download, verify and cache a data set"),
     "train": ("gansearch.commands.train", "train one GAN configuration (the paper's Algorithm 1)"),
     "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),
+    "report": (
+        "gansearch.commands.report",
+        "Table 1 for a search's best configurations, logged to MLflow",
+    ),
+    "ui": ("gansearch.commands.ui", "open a search's MLflow runs in the MLflow UI"),
 }
 
 

@@ -14,6 +14,7 @@ trials on a node share its pages and a reused actor loads it in about a millisec
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -37,6 +38,13 @@ from ray.tune.search.optuna import OptunaSearch
 from gansearch.data import load_dataset
 from gansearch.errors import DivergenceError, GansearchError, UsageError
 from gansearch.space import SearchSpace, load_space, make_sampler
+from gansearch.tracking import (
+    SearchTracker,
+    TrackingStore,
+    check_reachable,
+    default_tracking_uri,
+    resolve_tracking_uri,
+)
 
 METRIC = "valid_ll"
 CHECKPOINT_FILE = "trainer.pt"
@@ -65,6 +73,7 @@ class RunOptions:
     progress_interval: float = 10.0  # seconds between progress lines
     budget_overrides: Mapping[str, int] = field(default_factory=dict)  # trials, max_epochs, ...
     leaderboard_size: int = 10
+    tracking_uri: str | None = None  # MLflow; default: MLFLOW_TRACKING_URI or <results>/mlflow.db
 
 
 @dataclass
@@ -76,6 +85,8 @@ class SearchOutcome:
     interrupted: bool
     seconds: float
     first_trial_seconds: float | None
+    tracking_uri: str | None = None  # the MLflow store the search was logged to
+    parent_run_id: str | None = None  # its MLflow parent run
 
 
 # --------------------------------------------------------------------------- the trial
@@ -215,6 +226,69 @@ class TuneProgress(tune.Callback):
     def on_step_end(self, iteration, trials, **info):
         if self.progress:
             self.progress.tick()
+
+
+# --------------------------------------------------------------------------- MLflow (tracking.py)
+
+
+class TuneTracking(tune.Callback):
+    """Forwards Tune's trial events to the MLflow SearchTracker, in the driver process.
+
+    Like TuneProgress it is pickled without its tracker; a resumed search attaches a fresh one.
+    """
+
+    def __init__(self, tracker: SearchTracker | None, space: SearchSpace) -> None:
+        self.tracker = tracker
+        self.space = space
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"tracker": None, "space": self.space}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if self.tracker:
+            params = {p.key: p.decode((trial.config or {}).get(p.key)) for p in self.space.params}
+            self.tracker.trial_started(trial.trial_id, params)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.tracker:
+            self.tracker.trial_result(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.tracker:
+            status, reason = classify(trial.last_result or {}, None, self.space.budget.max_epochs)
+            self.tracker.trial_ended(trial.trial_id, status, reason)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self.tracker:
+            result = trial.last_result or {}
+            status, reason = classify(result, _error_text(trial), self.space.budget.max_epochs)
+            self.tracker.trial_ended(trial.trial_id, status, reason)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        if self.tracker:
+            self.tracker.trial_retried(trial.trial_id, int(getattr(trial, "num_failures", 0)))
+
+
+def _tracking_params(space: SearchSpace) -> dict[str, Any]:
+    """The parent run's params: what the search is, not what a trial sampled."""
+    budget, sched = space.budget, space.scheduler
+    return {
+        "space": space.name,
+        "dataset": space.trainer.data.name,
+        "fold": space.trainer.data.fold,
+        "algorithm": space.search.algorithm,
+        "search_seed": space.search.seed,
+        "scheduler": sched.type,
+        "grace_period": sched.grace_period,
+        "reduction_factor": sched.reduction_factor,
+        "trials": budget.trials,
+        "max_epochs": budget.max_epochs,
+        "concurrency": budget.concurrency,
+        "searched": ", ".join(p.key for p in space.params),
+    }
+
+
+# --------------------------------------------------------------------------- progress
 
 
 @dataclass
@@ -366,7 +440,11 @@ def _check_resources(space: SearchSpace, local: bool) -> SearchSpace:
 
 
 def _build_tuner(
-    space: SearchSpace, options: RunOptions, experiment_dir: Path, progress: ProgressCallback
+    space: SearchSpace,
+    options: RunOptions,
+    experiment_dir: Path,
+    progress: ProgressCallback,
+    tracker: SearchTracker | None = None,
 ):
     budget, resources = space.budget, space.resources
     trainable = tune.with_resources(
@@ -376,7 +454,7 @@ def _build_tuner(
     run_config = tune.RunConfig(
         name=experiment_dir.name,
         storage_path=str(experiment_dir.parent),
-        callbacks=[progress.as_tune_callback()],
+        callbacks=[progress.as_tune_callback(), TuneTracking(tracker, space)],
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -385,7 +463,7 @@ def _build_tuner(
         tuner = tune.Tuner.restore(
             str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
-        # Tune restores the run configuration it pickled; give it this process's progress.
+        # Tune restores the run configuration it pickled; give it this process's callbacks.
         internal = getattr(tuner, "_local_tuner", None)
         if internal is not None:
             internal.get_run_config().callbacks = run_config.callbacks
@@ -525,6 +603,14 @@ def _resume_space(given: SearchSpace, experiment_dir: Path, overrides: Mapping[s
     return stored
 
 
+def _stored_tracking_uri(experiment_dir: Path) -> str | None:
+    """The tracking URI a search was started with (None: the default store)."""
+    meta = experiment_dir / META_FILE
+    if not meta.exists():
+        return None
+    return json.loads(meta.read_text()).get("tracking_uri")
+
+
 def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = None) -> SearchOutcome:
     """Run (or resume) a search to the end of its budget; see the module docstring."""
     started = time.monotonic()
@@ -546,21 +632,47 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
     # Fail on missing or corrupt data before starting anything (downloads if needed).
     load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
 
-    started_ray = _init_ray(options.address)
+    # MLflow: an unreachable server fails here; opening the store (5 to 8 s for a new SQLite
+    # file) overlaps with starting Ray.
+    stored_uri = _stored_tracking_uri(experiment_dir) if options.resume else None
+    tracking_uri = resolve_tracking_uri(options.tracking_uri, results_dir, stored_uri)
+    check_reachable(tracking_uri)
+    opener = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gansearch-mlflow-open")
+    store_future = opener.submit(TrackingStore.open, tracking_uri, results_dir)
+    tracker: SearchTracker | None = None
+    started_ray = fitting = False
     try:
+        started_ray = _init_ray(options.address)
         space = _check_resources(space, local=options.address is None)
+        store = store_future.result()
+        progress = ProgressCallback(space, out=out, interval=options.progress_interval)
         if not options.resume:
             experiment_dir.mkdir(parents=True, exist_ok=True)
             (experiment_dir / SPACE_COPY).write_text(Path(space.source).read_text())
-            budget = dataclasses.asdict(space.budget)
-            (experiment_dir / META_FILE).write_text(json.dumps({"budget": budget}, indent=2))
-        progress = ProgressCallback(space, out=out, interval=options.progress_interval)
+            meta = {
+                "budget": dataclasses.asdict(space.budget),
+                "tracking_uri": None
+                if tracking_uri == default_tracking_uri(results_dir)
+                else tracking_uri,
+            }
+            (experiment_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+        tracker = SearchTracker.start(
+            store,
+            name,
+            experiment_dir,
+            _tracking_params(space),
+            resume=options.resume,
+            tags={"gansearch.space_file": str(Path(space.source).resolve())},
+            warn=progress.say,
+        )
         progress.say(
             f"{'resuming' if options.resume else 'starting'} {name}: {space.budget.trials} trials "
             f"of at most {space.budget.max_epochs} epochs, {space.budget.concurrency} at a time, "
-            f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}"
+            f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}; "
+            f"MLflow: {tracking_uri}"
         )
-        tuner = _build_tuner(space, options, experiment_dir, progress)
+        tuner = _build_tuner(space, options, experiment_dir, progress, tracker)
+        fitting = True
         result_grid = tuner.fit()
         earlier: dict[str, float] = {}
         if options.resume and (experiment_dir / RESULTS_FILE).exists():
@@ -571,7 +683,15 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
             (table["status"] == "interrupted").any() if not table.empty else False
         )
         _parquet_safe(table).to_parquet(experiment_dir / RESULTS_FILE, index=False)
+        tracker.finish(interrupted, [experiment_dir / SPACE_COPY, experiment_dir / RESULTS_FILE])
+    except BaseException as exc:
+        if tracker is not None and tracker.is_open:
+            # A search that never ran leaves no run; one that broke off says why.
+            reason = str(exc) or type(exc).__name__
+            tracker.abandon(reason, delete=not (options.resume or fitting))
+        raise
     finally:
+        opener.shutdown(wait=False, cancel_futures=True)
         if started_ray:
             ray.shutdown()
     first = progress.first_trial_at - started if progress.first_trial_at else None
@@ -581,4 +701,6 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         interrupted=interrupted,
         seconds=time.monotonic() - started,
         first_trial_seconds=first,
+        tracking_uri=tracking_uri,
+        parent_run_id=tracker.parent_run_id,
     )

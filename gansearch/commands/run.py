@@ -26,6 +26,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress-interval", type=float, default=10.0, help="seconds between progress lines"
     )
     parser.add_argument("--top", type=int, default=10, help="rows of the leaderboard")
+    # MLflow tracking and the Table 1 report (gansearch.tracking, gansearch.report)
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else <results-dir>/mlflow.db)",
+    )
+    parser.add_argument(
+        "--report-top",
+        type=int,
+        default=3,
+        help="configurations that get the final Table 1 evaluation at the end (default 3; 0: none)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="in that report, first train stopped-early trials on to the full epoch budget",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
+    if args.report_top < 0:
+        raise UsageError(f"--report-top must be >= 0, got {args.report_top}")
     for key, value in changes.items():
         if value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
@@ -55,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         progress_interval=args.progress_interval,
         leaderboard_size=args.top,
+        tracking_uri=args.tracking_uri,
     )
     outcome = run_search(space, options)
     print(format_leaderboard(outcome.table, space, args.top))
@@ -66,4 +85,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if args.report_top:  # Table 1 for the best configurations (gansearch.report)
+        from gansearch.report import ReportOptions, format_report, make_report
+
+        report = make_report(
+            ReportOptions(
+                experiment_dir=outcome.experiment_dir,
+                tracking_uri=outcome.tracking_uri,
+                top=args.report_top,
+                retrain=args.retrain,
+                data_dir=args.data_dir,
+            )
+        )
+        print(format_report(report))
     return 0

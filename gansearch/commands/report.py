@@ -1,0 +1,55 @@
+"""`gansearch report`: Table 1 for the best configurations of a search, logged to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `gansearch report`."""
+    parser.add_argument(
+        "--experiment", help="the search's name (default: the only search in --results-dir)"
+    )
+    parser.add_argument("--top", type=int, default=3, help="configurations to report (default 3)")
+    parser.add_argument(
+        "--results-dir", default="runs", help="where the searches are (default: runs)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: the one the search used, MLFLOW_TRACKING_URI, or "
+        "<results-dir>/mlflow.db)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="first train trials that were stopped early on to the full epoch budget",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the final samples' noise (default 0)"
+    )
+    parser.add_argument("--data-dir", help="directory holding the data set")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the best trials with the paper's protocol and print Table 1."""
+    from gansearch.errors import UsageError
+    from gansearch.report import ReportOptions, find_experiment, format_report, make_report
+
+    if args.top < 1:
+        raise UsageError(f"--top must be >= 1, got {args.top}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    experiment_dir = find_experiment(Path(args.results_dir), args.experiment)
+    report = make_report(
+        ReportOptions(
+            experiment_dir=experiment_dir,
+            tracking_uri=args.tracking_uri,
+            top=args.top,
+            retrain=args.retrain,
+            seed=args.seed,
+            data_dir=args.data_dir,
+        )
+    )
+    print(format_report(report))
+    return 0
