@@ -23,6 +23,7 @@ from gansearch.schema import build, fail, read_yaml
 
 NOISE_KINDS = ("uniform", "gaussian")
 G_LOSSES = ("non_saturating", "minimax")
+UPDATE_RULES = ("alternating", "simultaneous")
 OUTPUT_BIASES = ("marginals", "zero")
 PRECISIONS = ("float32", "float64")
 
@@ -65,6 +66,12 @@ class OptimConfig:
     """Algorithm 1 with pylearn2's SGD + momentum, ExponentialDecay and MomentumAdjustor."""
 
     batch_size: int = 100
+    # simultaneous (default): the released code (pylearn2 SGD + AdversaryCost2): every k-th D step
+    # is one forward pass with D and G both updated from the same noise, samples and dropout
+    # masks, G's gradient through the pre-update D. alternating: Algorithm 1 read literally (k D
+    # steps, then one G step on fresh noise against the updated D); it collapses on MNIST with
+    # the released hyperparameters (docs/benchmarks.md).
+    update: str = "simultaneous"
     k: int = 1  # discriminator steps per generator step
     g_loss: str = "non_saturating"  # -log D(G(z)); "minimax" is log(1 - D(G(z)))
     lr_d: float = 0.1
@@ -246,6 +253,12 @@ def validate(config: TrainConfig, source: str = "<config>") -> None:
     o = c.optim
     _check(o.batch_size >= 1, source, "optim.batch_size", f"must be >= 1, got {o.batch_size}")
     _check(o.k >= 1, source, "optim.k", f"must be >= 1, got {o.k}")
+    _check(
+        o.update in UPDATE_RULES,
+        source,
+        "optim.update",
+        f"must be one of {', '.join(UPDATE_RULES)}, got {o.update!r}",
+    )
     _check(
         o.g_loss in G_LOSSES,
         source,

@@ -6,9 +6,19 @@
     trainer = Trainer.from_checkpoint("run/checkpoint.pt", dataset)   # continues bit-identically
 
 One epoch is one pass over the shuffled training set in data minibatches of `optim.batch_size`
-(a last partial batch is dropped). Every data minibatch is one discriminator step on that batch
-and a fresh noise batch; after every k-th discriminator step (counted over the whole run) comes one
-generator step on fresh noise. Updates are pylearn2's SGD with momentum:
+(a last partial batch is dropped); every data minibatch is one discriminator step, and every k-th
+discriminator step (counted over the whole run) comes with one generator step.
+- `optim.update: simultaneous` (the default; what the released pylearn2 code does: stock SGD on
+  AdversaryCost2): the k-th step is one forward pass of G on fresh noise and of D on
+  [data; G(z)] with one set of dropout masks; D's gradient (of its cross-entropy) and G's
+  gradient (of its loss on those same logits, i.e. through the pre-update D) both come from that
+  pass and both nets are updated. The other k - 1 steps update D alone. With k = 1 (the paper's
+  setting) this is exactly the released code.
+- `optim.update: alternating` (Algorithm 1 read literally): D's step on the data minibatch and
+  fresh noise, then G's step on fresh noise scored by the updated D with fresh dropout masks.
+  With the released hyperparameters it collapses within two epochs on MNIST (every sample the
+  same saturated image; benchmarks/mnist_dynamics.py), where the simultaneous rule trains.
+Updates are pylearn2's SGD with momentum:
     v <- momentum * v - lr * grad;  p <- p + v
 with lr = max(lr0 / decay**n, lr_min) at the n-th update of that net (pylearn2's ExponentialDecay)
 and momentum set per epoch by pylearn2's MomentumAdjustor. Nothing here knows about Ray or MLflow.
@@ -20,6 +30,7 @@ import math
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -74,6 +85,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _training_tensor(train: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The training set as a tensor on `device`, without a private copy on the CPU.
+
+    The data set's arrays may be read-only views of the memory-mapped Arrow cache, whose pages
+    every trial on a node shares; minibatches are gathered (copied) out of it and nothing ever
+    writes into it, so on the CPU the tensor wraps the array as it is.
+    """
+    array = np.asarray(train, dtype=np.float32)
+    if device.type != "cpu":
+        return torch.from_numpy(np.array(array)).to(device)
+    with warnings.catch_warnings():  # torch warns that the shared array is not writable
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def _stream_seeds(seed: int) -> dict[str, int]:
     """Independent 63-bit seeds for the init RNG and each RNG stream, derived from `seed`."""
     names = ("init", *RNG_STREAMS)
@@ -95,8 +121,7 @@ class Trainer:
         self.config = config
         self.dataset = dataset
         self.device = resolve_device(config.device)
-        # np.array copies: the data set's arrays may be read-only memory maps.
-        self.train_x = torch.from_numpy(np.array(dataset.train, dtype=np.float32)).to(self.device)
+        self.train_x = _training_tensor(dataset.train, self.device)
 
         seeds = _stream_seeds(config.seed)
         init_rng = torch.Generator().manual_seed(seeds["init"])
@@ -178,17 +203,41 @@ class Trainer:
             p = torch.sigmoid(logits)
             return loss.detach(), p[:m].mean(), p[m:].mean()
 
+    def _g_objective(self, logits: torch.Tensor) -> torch.Tensor:
+        """G's loss from D's logits on G's samples (to be minimised)."""
+        if self.config.optim.g_loss == "non_saturating":
+            return F.softplus(-logits).mean()  # -log D(G(z))
+        return -F.softplus(logits).mean()  # log(1 - D(G(z)))
+
     def _g_step(self, m: int, momentum: float) -> torch.Tensor:
         """One G update on fresh noise, scored by D with dropout; returns the loss."""
         logits = self.discriminator(self.generator(self.noise(m)), self.rngs["dropout"])
-        if self.config.optim.g_loss == "non_saturating":
-            loss = F.softplus(-logits).mean()  # -log D(G(z))
-        else:
-            loss = -F.softplus(logits).mean()  # log(1 - D(G(z)))
+        loss = self._g_objective(logits)
         grads = torch.autograd.grad(loss, self.g_params)  # D's weight gradients are skipped
         self._sgd(self.g_params, self.g_velocity, grads, self.lr_g(), momentum)
         self.g_updates += 1
         return loss.detach()
+
+    def _simultaneous_step(self, x: torch.Tensor, momentum: float) -> torch.Tensor:
+        """One forward pass, then D and G updated together (the released code's SGD step).
+
+        Returns [D loss, mean D(x), mean D(G(z)), G loss] as one tensor.
+        """
+        m = x.shape[0]
+        fake = self.generator(self.noise(m))
+        logits = self.discriminator(torch.cat([x, fake]), self.rngs["dropout"])
+        d_loss = F.binary_cross_entropy_with_logits(logits, self._d_targets[: 2 * m])
+        g_loss = self._g_objective(logits[m:])
+        # Both gradients come from this one graph, before either net moves.
+        d_grads = torch.autograd.grad(d_loss, self.d_params, retain_graph=True)
+        g_grads = torch.autograd.grad(g_loss, self.g_params)
+        self._sgd(self.d_params, self.d_velocity, d_grads, self.lr_d(), momentum)
+        self._sgd(self.g_params, self.g_velocity, g_grads, self.lr_g(), momentum)
+        self.d_updates += 1
+        self.g_updates += 1
+        with torch.no_grad():
+            p = torch.sigmoid(logits)
+            return torch.stack([d_loss, p[:m].mean(), p[m:].mean(), g_loss]).detach()
 
     # ------------------------------------------------------------------ epochs
 
@@ -209,16 +258,24 @@ class Trainer:
         g_sum = torch.zeros((), device=self.device)
         first_bad = torch.full((), _NO_BAD_STEP, dtype=torch.int64, device=self.device)
         g_steps = 0
+        simultaneous = cfg.optim.update == "simultaneous"
         for step in range(1, n_batches + 1):
             x = self.train_x[perm[(step - 1) * m : step * m]]
-            d_stats = torch.stack(self._d_step(x, momentum))
-            d_sums += d_stats
-            bad = ~torch.isfinite(d_stats[0])
-            if self.d_updates % k == 0:
-                g_loss = self._g_step(m, momentum)
-                g_sum += g_loss
+            if simultaneous and (self.d_updates + 1) % k == 0:
+                stats = self._simultaneous_step(x, momentum)  # the k-th D step, joint with G
+                d_sums += stats[:3]
+                g_sum += stats[3]
                 g_steps += 1
-                bad |= ~torch.isfinite(g_loss)
+                bad = ~torch.isfinite(stats[0]) | ~torch.isfinite(stats[3])
+            else:
+                d_stats = torch.stack(self._d_step(x, momentum))
+                d_sums += d_stats
+                bad = ~torch.isfinite(d_stats[0])
+                if not simultaneous and self.d_updates % k == 0:
+                    g_loss = self._g_step(m, momentum)
+                    g_sum += g_loss
+                    g_steps += 1
+                    bad |= ~torch.isfinite(g_loss)
             first_bad = torch.where(bad, first_bad.clamp(max=step), first_bad)
             if step % DIVERGENCE_CHECK_EVERY == 0:
                 self._raise_if_diverged(epoch, first_bad)

@@ -50,6 +50,11 @@ def test_shipped_paper_config_is_exactly_the_defaults() -> None:
     )
 
 
+def test_shipped_algorithm1_config_differs_from_the_defaults_only_in_the_update_rule() -> None:
+    literal = load_config(CONFIGS / "mnist_algorithm1.yaml")
+    assert literal == apply_overrides(TrainConfig(), {"optim.update": "alternating"})
+
+
 def test_quick_config_loads() -> None:
     cfg = load_config(CONFIGS / "digits_quick.yaml")
     assert cfg.data.name == "digits"
@@ -72,6 +77,7 @@ def test_quick_config_loads() -> None:
         ("discriminator:\n  keep_probs: [0.8, 0.5]\n", r"discriminator\.keep_probs: needs 3"),
         ("optim: 3\n", r"x\.yaml: optim: must be a mapping"),
         ("optim: {g_loss: wasserstein}\n", r"optim\.g_loss: must be one of"),
+        ("optim: {update: sequential}\n", r"x\.yaml: optim\.update: must be one of"),
         ("optim:\n  lr_d: [0.1\n", r"x\.yaml: YAML syntax error"),
     ],
 )

@@ -85,7 +85,14 @@ def _masks(drop: torch.Generator, n: int, dims: list[int], keeps: list[float]):
 @pytest.mark.parametrize("g_loss", ["non_saturating", "minimax"])
 def test_one_d_step_then_one_g_step_match_hand_computed_pylearn2_update(g_loss: str) -> None:
     lr_d, lr_g, mom = 0.3, 0.2, 0.5
-    cfg = tiny_config(**{"optim.lr_d": lr_d, "optim.lr_g": lr_g, "optim.g_loss": g_loss})
+    cfg = tiny_config(
+        **{
+            "optim.lr_d": lr_d,
+            "optim.lr_g": lr_g,
+            "optim.g_loss": g_loss,
+            "optim.update": "alternating",
+        }
+    )
     data = tiny_dataset(n_train=10)  # one minibatch: one epoch = one D step + one G step
     t = Trainer(cfg, data)
     gp = [p.detach().clone() for p in t.g_params]
@@ -127,6 +134,62 @@ def test_one_d_step_then_one_g_step_match_hand_computed_pylearn2_update(g_loss: 
         torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
     for got, want in zip(t.g_velocity, gv, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("g_loss", ["non_saturating", "minimax"])
+def test_simultaneous_step_matches_hand_computed_released_code_update(g_loss: str) -> None:
+    """AdversaryCost2 + stock SGD: one pass, same noise, samples and masks, pre-update D."""
+    lr_d, lr_g = 0.3, 0.2
+    cfg = tiny_config(
+        **{
+            "optim.update": "simultaneous",
+            "optim.lr_d": lr_d,
+            "optim.lr_g": lr_g,
+            "optim.g_loss": g_loss,
+        }
+    )
+    data = tiny_dataset(n_train=10)  # one minibatch: one epoch = one simultaneous step
+    t = Trainer(cfg, data)
+    gp = [p.detach().clone() for p in t.g_params]
+    dp = [p.detach().clone() for p in t.d_params]
+    data_rng, noise, drop = (clone_rng(t.rngs[n]) for n in ("data", "noise", "dropout"))
+    a, m = math.sqrt(3.0), 10
+
+    x = torch.tensor(data.train)[torch.randperm(10, generator=data_rng)]
+    gp_req = [p.clone().requires_grad_() for p in gp]
+    dp_req = [p.clone().requires_grad_() for p in dp]
+    fake = _hand_g(gp_req, torch.empty(m, 3).uniform_(-a, a, generator=noise))
+    masks = _masks(drop, 2 * m, [6, 4], [0.8, 0.5])  # one set of masks for both objectives
+    logits = _hand_d(dp_req, torch.cat([x, fake]), masks, 2)
+    d_obj = -0.5 * (
+        torch.log(torch.sigmoid(logits[:m])).mean()
+        + torch.log(1 - torch.sigmoid(logits[m:])).mean()
+    )
+    dgz = torch.sigmoid(logits[m:])
+    g_obj = -torch.log(dgz).mean() if g_loss == "non_saturating" else torch.log(1 - dgz).mean()
+    d_grads = torch.autograd.grad(d_obj, dp_req, retain_graph=True)
+    g_grads = torch.autograd.grad(g_obj, gp_req)  # through the pre-update D
+    dv = [-lr_d * g for g in d_grads]
+    gv = [-lr_g * g for g in g_grads]
+
+    metrics = t.run_epoch()
+    assert (metrics.d_steps, metrics.g_steps) == (1, 1)
+    assert (t.d_updates, t.g_updates) == (1, 1)
+    assert metrics.d_loss == pytest.approx(d_obj.item(), rel=1e-5)
+    assert metrics.g_loss == pytest.approx(g_obj.item(), rel=1e-5)
+    assert metrics.d_fake == pytest.approx(dgz.mean().item(), rel=1e-5)
+    for got, p, v in zip(t.d_params, dp, dv, strict=True):
+        torch.testing.assert_close(got.detach(), p + v, rtol=1e-5, atol=1e-7)
+    for got, p, v in zip(t.g_params, gp, gv, strict=True):
+        torch.testing.assert_close(got.detach(), p + v, rtol=1e-5, atol=1e-7)
+    for got, want in zip((*t.d_velocity, *t.g_velocity), (*dv, *gv), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+def test_update_rule_is_validated_and_defaults_to_the_released_code() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.update: must be one of alternating, simult"):
+        tiny_config(**{"optim.update": "sequential"})
+    assert TrainConfig().optim.update == "simultaneous"
 
 
 def test_momentum_update_is_v_equals_mom_v_minus_lr_grad_then_p_plus_v() -> None:
@@ -177,12 +240,14 @@ def test_momentum_rises_linearly_from_epoch_start_to_saturate(
     assert [m.momentum for m in t.history] == pytest.approx([0.5, 0.7, 0.9, 0.9])
 
 
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
 @pytest.mark.parametrize(("k", "g_per_epoch"), [(1, [10, 10, 10]), (3, [3, 3, 4]), (4, [2, 3, 2])])
 def test_k_discriminator_steps_per_generator_step(
-    k: int, g_per_epoch: list[int], monkeypatch: pytest.MonkeyPatch
+    k: int, g_per_epoch: list[int], update: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = record_sgd(monkeypatch)
-    t = Trainer(tiny_config(**{"optim.k": k, "optim.lr_d": 0.01}), tiny_dataset(n_train=105))
+    cfg = tiny_config(**{"optim.k": k, "optim.lr_d": 0.01, "optim.update": update})
+    t = Trainer(cfg, tiny_dataset(n_train=105))
     t.fit(3)
     assert [m.d_steps for m in t.history] == [10, 10, 10]  # 105 // 10; the partial batch dropped
     assert [m.g_steps for m in t.history] == g_per_epoch
@@ -199,8 +264,17 @@ def _snapshot(t: Trainer) -> list[torch.Tensor]:
     return [p.detach().clone() for p in (*t.g_params, *t.d_params, *t.g_velocity, *t.d_velocity)]
 
 
-def test_resume_from_checkpoint_is_bit_identical_to_never_stopping(tmp_path) -> None:
-    cfg = tiny_config(**{"eval.every": 2, "eval.samples": 200, "eval.n_valid": None})
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
+def test_resume_from_checkpoint_is_bit_identical_to_never_stopping(tmp_path, update: str) -> None:
+    cfg = tiny_config(
+        **{
+            "eval.every": 2,
+            "eval.samples": 200,
+            "eval.n_valid": None,
+            "optim.update": update,
+            "optim.k": 2,
+        }
+    )
     data = tiny_dataset(n_train=50)
     straight = Trainer(cfg, data)
     straight.fit(5)
@@ -224,8 +298,11 @@ def test_resume_from_checkpoint_is_bit_identical_to_never_stopping(tmp_path) -> 
     assert torch.equal(straight.sample(20), resumed.sample(20))
 
 
-def test_checkpoint_loads_with_weights_only_and_is_written_atomically(tmp_path) -> None:
-    t = Trainer(tiny_config(), tiny_dataset())
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
+def test_checkpoint_loads_with_weights_only_and_is_written_atomically(
+    tmp_path, update: str
+) -> None:
+    t = Trainer(tiny_config(**{"optim.update": update}), tiny_dataset())
     t.fit(1)
     path = t.save_checkpoint(tmp_path / "run" / "ckpt.pt")
     t.save_checkpoint(path)  # overwriting goes through a temporary file too
@@ -234,6 +311,8 @@ def test_checkpoint_loads_with_weights_only_and_is_written_atomically(tmp_path) 
     assert state["epoch"] == 1 and state["d_updates"] == 5
     assert set(state["rng"]) == {"data", "noise", "dropout", "eval"}
     assert state["config"]["optim"]["batch_size"] == 10
+    assert state["config"]["optim"]["update"] == update
+    assert Trainer.from_checkpoint(path, tiny_dataset()).config.optim.update == update
     assert len(state["history"]) == 1
 
 
@@ -257,8 +336,10 @@ def test_training_leaves_the_global_rng_alone() -> None:
 # ----------------------------------------------------------------------------- failures
 
 
-def test_absurd_learning_rate_raises_divergence_error_with_epoch_and_step() -> None:
-    t = Trainer(tiny_config(**{"optim.lr_d": 1e30, "optim.lr_g": 1e30}), tiny_dataset())
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
+def test_absurd_learning_rate_raises_divergence_error_with_epoch_and_step(update: str) -> None:
+    cfg = tiny_config(**{"optim.lr_d": 1e30, "optim.lr_g": 1e30, "optim.update": update})
+    t = Trainer(cfg, tiny_dataset())
     with pytest.raises(DivergenceError, match=r"epoch 1, step \d+") as info:
         t.fit(3)
     err = info.value
@@ -280,3 +361,12 @@ def test_metrics_are_finite_means_of_the_epoch() -> None:
     assert m.valid_ll is None  # eval.every = 0
     logits_real = F.logsigmoid(torch.tensor([0.0]))  # sanity of the loss scale: log 2 at D = 1/2
     assert abs(m.d_loss - float(-logits_real)) < 0.5
+
+
+def test_cpu_trainer_shares_the_training_array_instead_of_copying_it() -> None:
+    """Trials on a node share the memory-mapped data set's pages; a private copy would not."""
+    data = tiny_dataset()
+    t = Trainer(tiny_config(), data)
+    assert t.train_x.data_ptr() == data.train.ctypes.data
+    t.fit(1)
+    assert not data.train.flags.writeable  # and training never wrote into it

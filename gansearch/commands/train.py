@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(config, dataset)
     print(
         f"training on {dataset.name} ({len(dataset.train)} examples, d={dataset.dim}) "
-        f"for {config.epochs} epochs on {trainer.device}",
+        f"for {config.epochs} epochs on {trainer.device} ({config.optim.update} updates)",
         flush=True,
     )
 
