@@ -76,7 +76,28 @@ class HandLoop:
             torch._foreach_add_(vel, grads, alpha=-lr)
             torch._foreach_add_(params, vel)
 
+    def epoch_simultaneous(self, steps: int, mom: float = 0.5) -> None:
+        """The released code's rule: one forward pass, D and G updated from it."""
+        m, o, a = self.o.batch_size, self.o, self.g.noise_scale
+        perm = torch.randperm(self.train.shape[0], device=self.train.device)
+        y = torch.cat([torch.ones(m), torch.zeros(m)]).to(self.train.device)
+        for s in range(steps):
+            x = self.train[perm[s * m : (s + 1) * m]]
+            z = torch.empty(m, self.g.noise_dim, device=x.device).uniform_(-a, a)
+            logits = self.dis(torch.cat([x, self.gen(z)]))
+            d_loss = F.binary_cross_entropy_with_logits(logits, y)
+            g_loss = F.softplus(-logits[m:]).mean()
+            d_grads = torch.autograd.grad(d_loss, self.dp, retain_graph=True)
+            g_grads = torch.autograd.grad(g_loss, self.gp)
+            self.step(self.dp, self.dv, d_grads, max(o.lr_d / o.lr_decay**self.nd, o.lr_min), mom)
+            self.step(self.gp, self.gv, g_grads, max(o.lr_g / o.lr_decay**self.ng, o.lr_min), mom)
+            self.nd += 1
+            self.ng += 1
+
     def epoch(self, steps: int, mom: float = 0.5) -> None:
+        if self.o.update == "simultaneous":
+            self.epoch_simultaneous(steps, mom)
+            return
         m, o, a = self.o.batch_size, self.o, self.g.noise_scale
         perm = torch.randperm(self.train.shape[0], device=self.train.device)
         y = torch.cat([torch.ones(m), torch.zeros(m)]).to(self.train.device)
@@ -101,11 +122,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--update", choices=("simultaneous", "alternating"), default="simultaneous")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    config = apply_overrides(TrainConfig(), {"eval.every": 0, "device": args.device})
+    overrides = {"eval.every": 0, "device": args.device, "optim.update": args.update}
+    config = apply_overrides(TrainConfig(), overrides)
     m = config.optim.batch_size
     n = args.steps * m  # one trainer epoch == `steps` iterations
     rng = np.random.default_rng(0)
@@ -136,7 +159,8 @@ def main() -> None:
     ratio = statistics.median(ratios)
     spread = (max(ratios) - min(ratios)) / 2 if len(ratios) > 1 else math.nan
     print(
-        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"update {args.update}, device {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, "
         f"{args.steps} iterations x {args.repeats} repeats (batch {m})\n"
         f"trainer median {statistics.median(ours):.0f} samples/s, hand loop median "
         f"{statistics.median(theirs):.0f} samples/s, ratio (median of pairs) {ratio:.3f} "
