@@ -22,7 +22,7 @@ MARGINAL_CLIP = 1e-7  # pylearn2.models.dbm.init_sigmoid_bias_from_array
 
 def marginal_logits(train: np.ndarray) -> torch.Tensor:
     """Logit of the per-pixel mean of `train` (n, d), clipped away from 0 and 1, as float32."""
-    mean = np.asarray(train, dtype=np.float64).mean(axis=0)
+    mean = np.asarray(train).mean(axis=0, dtype=np.float64)  # no float64 copy of the data
     mean = np.clip(mean, MARGINAL_CLIP, 1.0 - MARGINAL_CLIP)
     return torch.from_numpy(np.log(mean) - np.log1p(-mean)).to(torch.float32)
 
