@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -36,7 +37,8 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from gansearch.data import load_dataset
-from gansearch.errors import DivergenceError, GansearchError, UsageError
+from gansearch.data.locate import DATA_DIR_ENV
+from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
 from gansearch.space import SearchSpace, load_space, make_sampler
 from gansearch.tracking import (
     SearchTracker,
@@ -121,7 +123,9 @@ def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None
 
     torch.set_num_threads(max(1, int(space.resources.cpus)))  # no oversubscription
     train_config = space.trial_config(config)
-    dataset = load_dataset(train_config.data.name, data_dir, fold=train_config.data.fold)
+    # --- cluster (#6): where the trial ran, and data that never downloads inside a trial.
+    node = ray.get_runtime_context().get_node_id()
+    dataset = _trial_dataset(train_config.data, data_dir, node)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -136,22 +140,66 @@ def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None
         try:
             metrics = trainer.run_epoch()
         except DivergenceError as exc:
-            tune.report({"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1})
+            report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, "node": node}
+            tune.report(report)
             return
         loop_seconds += time.perf_counter() - start
         if metrics.valid_ll is None:
             continue
         if not math.isfinite(metrics.valid_ll):  # never hand Optuna a NaN or an infinity
             message = f"validation log-likelihood is {metrics.valid_ll} at epoch {metrics.epoch}"
-            tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch})
+            tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, "node": node})
             return
         report = {k: v for k, v in metrics.as_dict().items() if v is not None}
         report["loop_seconds"] = loop_seconds
         report["threads"] = torch.get_num_threads()
         report["diverged"] = 0
+        report["node"] = node
         with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def _trial_dataset(data: Any, data_dir: str | None, node: str) -> Any:
+    """The trial's data set, read on its node and never downloaded there (cluster, #6).
+
+    The driver has already found (or downloaded) the data; a trial on a node that lacks it
+    fails with a message naming the node and the directory instead of downloading its own copy.
+    """
+    try:
+        return load_dataset(data.name, data_dir, fold=data.fold, download=False)
+    except DataError as exc:
+        raise DataError(
+            f"on Ray node {node}: {exc}. Every node must see the data set: put the data directory "
+            "on storage all nodes mount at the same path and pass it with --data-dir or "
+            "GANSEARCH_DATA_DIR, or run `gansearch data NAME` on every node (cluster/README.md)"
+        ) from None
+
+
+def trial_data_dir(given: str | None) -> str | None:
+    """The data directory the trials use: --data-dir, else the driver's GANSEARCH_DATA_DIR, as
+    an absolute path (a worker node's environment need not have the driver's variable); None
+    leaves each node to its own per-user cache."""
+    if given:
+        return str(Path(given).expanduser().resolve())
+    env = os.environ.get(DATA_DIR_ENV)
+    return str(Path(env).expanduser().resolve()) if env else None
+
+
+def results_location(given: str) -> Path:
+    """The results directory as a path; object-store URIs are refused with the alternative.
+
+    Ray Tune itself accepts s3:// or gs:// storage, but gansearch writes results.parquet, the
+    space copy and the MLflow default store with file operations, so it needs a path (shared by
+    every node on a cluster: NFS, or a bucket mounted at the same path on every node).
+    """
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", given):
+        raise UsageError(
+            f"--results-dir / results.dir {given}: gansearch needs a file-system path for its "
+            "results; on a cluster use a directory every node mounts at the same path (NFS, or "
+            "the bucket mounted with s3fs/gcsfuse); see cluster/README.md"
+        )
+    return Path(given).expanduser().resolve()
 
 
 # --------------------------------------------------------------------------- the driver
@@ -407,6 +455,16 @@ def _init_ray(address: str | None) -> bool:
             f"cannot reach the Ray cluster at --address {address}: {first}. Start one (see "
             "cluster/README.md) or leave out --address to run on this machine"
         ) from exc
+    if ray.util.client.ray.is_connected():
+        # Over Ray Client, Tune runs its controller (and our progress and MLflow callbacks) in
+        # an actor on the cluster, where they cannot reach this terminal or tracking client.
+        ray.shutdown()
+        raise SearchError(
+            f"--address {address} is a Ray Client address: gansearch drives Ray Tune from its own "
+            "process (progress, MLflow logging, results files), which Ray Client would move onto "
+            "the cluster. Run the search on the head node instead: `ray job submit --address "
+            "http://HEAD:8265 -- gansearch run --space FILE --address auto` (cluster/README.md)"
+        )
     return True
 
 
@@ -448,7 +506,7 @@ def _build_tuner(
 ):
     budget, resources = space.budget, space.resources
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, space=space, data_dir=options.data_dir),
+        tune.with_parameters(train_trial, space=space, data_dir=trial_data_dir(options.data_dir)),
         {"cpu": resources.cpus, "gpu": resources.gpus},
     )
     run_config = tune.RunConfig(
@@ -538,6 +596,7 @@ def results_table(
             "loop_seconds": loop,
             "overhead_seconds": wall - loop if math.isfinite(wall) else math.nan,
             "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            "nodes": _nodes(history),  # cluster (#6): the Ray nodes it ran on, in order
         }
         for param in space.params:
             row[param.key] = param.decode((result.config or {}).get(param.key))
@@ -546,6 +605,14 @@ def results_table(
     if not table.empty:
         table = table.sort_values(METRIC, ascending=False, na_position="last", ignore_index=True)
     return table
+
+
+def _nodes(history: pd.DataFrame | None) -> str:
+    """The Ray node ids a trial reported from, in order, comma-separated (a retried trial that
+    lost its node shows two)."""
+    if history is None or "node" not in history:
+        return ""
+    return ",".join(dict.fromkeys(str(n) for n in history["node"].dropna()))
 
 
 def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
@@ -615,7 +682,7 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
     """Run (or resume) a search to the end of its budget; see the module docstring."""
     started = time.monotonic()
     name = options.name or space.name
-    results_dir = Path(options.results_dir or space.results.dir).expanduser().resolve()
+    results_dir = results_location(options.results_dir or space.results.dir)
     experiment_dir = results_dir / name
     exists = experiment_dir.exists() and tune.Tuner.can_restore(str(experiment_dir))
     if options.resume and not exists:

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, help="trials at once (budget.concurrency)")
     parser.add_argument(
         "--address",
-        help="an existing Ray cluster: auto, or ray://HOST:10001 (default: a local Ray)",
+        help="an existing Ray cluster: auto (on its head node; default: a local Ray)",
     )
     parser.add_argument("--name", help="experiment name (default: the space's name)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted search")

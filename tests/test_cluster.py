@@ -1,0 +1,446 @@
+"""Scale-out (#6) on one machine: a simulated multi-node Ray cluster, a lost node, and an MLflow
+tracking server with a PostgreSQL backend store; plus validation of every file in cluster/.
+
+The simulated cluster is `ray.cluster_utils.Cluster`: a head with no CPUs (so no trial runs
+there) and two 1-CPU worker nodes, all processes of this machine. `add_node`/`remove_node` must be
+called from the main thread, so the gansearch driver runs as a subprocess with --address.
+PostgreSQL is Debian's (`apt-get install postgresql`), started in a temporary directory on
+127.0.0.1; outside CI a missing PostgreSQL skips with the reason, under CI=true it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "cluster"
+SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
+EPOCHS = 16
+
+
+def _require(what: str) -> None:
+    """Outside CI a missing tool skips (with the reason shown); in CI it fails."""
+    message = f"{what}; CI installs it (see .ci/run)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _processes_with_env(marker: str) -> list[int]:
+    """PIDs of processes whose environment holds `marker` (the processes a test started)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- PostgreSQL + MLflow
+
+
+def _pg_bin() -> Path | None:
+    """Debian's PostgreSQL server binaries (initdb, pg_ctl), newest version first."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return found[0].parent if found else None
+
+
+class Postgres:
+    """A private PostgreSQL server in a temporary directory on 127.0.0.1 (run as the `postgres`
+    user when this process is root: initdb refuses to run as root)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="gs-pg-", dir="/tmp"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.user = "gansearch"
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{tool} failed: {done.stderr or done.stdout}"
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust")
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
+        log = str(self.root / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "mlflow")
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/mlflow"
+
+    def query(self, sql: str) -> list[tuple]:
+        import psycopg2
+
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=self.user, dbname="mlflow"
+        )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(AssertionError, subprocess.SubprocessError, OSError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_env() -> Iterator[dict[str, str]]:
+    """A private RAY_TMPDIR (so every process this module starts can be found and stopped) and
+    no token authentication, set for this process (the simulated cluster) and its children."""
+    ray_tmp = tempfile.mkdtemp(prefix="gs-c-", dir="/tmp")  # short: Ray's socket paths
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
+    os.environ.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled")
+    try:
+        yield dict(os.environ)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _kill(_processes_with_env(f"RAY_TMPDIR={ray_tmp}"))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(ray_env) -> Iterator[tuple[str, Postgres]]:
+    """`mlflow server` on 127.0.0.1 over a PostgreSQL backend store and a shared artifact folder."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        _require("PostgreSQL server binaries not found (apt-get install postgresql)")
+    try:
+        import psycopg2  # noqa: F401  (MLflow's PostgreSQL driver)
+    except ImportError:
+        _require("psycopg2 not installed (pip install -e '.[dev]')")
+    postgres = Postgres(bin_dir)
+    server = None
+    try:
+        postgres.start()
+        port = _free_port()
+        artifacts = postgres.root / "artifacts"
+        command = ["bash", str(CLUSTER / "mlflow-server.sh")]  # the script users run
+        log = open(postgres.root / "mlflow.log", "wb")  # noqa: SIM115 (closed below)
+        env = {
+            **ray_env,
+            "MLFLOW_BACKEND_STORE_URI": postgres.uri,
+            "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
+            "MLFLOW_PORT": str(port),
+            "MLFLOW_WORKERS": "1",
+            "PYTHON": sys.executable,
+        }
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (postgres.root / "mlflow.log").read_text()[-3000:]
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            assert time.monotonic() < deadline, "the MLflow server did not start in 120 s"
+            time.sleep(0.5)
+        yield uri, postgres
+    finally:
+        if server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+            log.close()
+        postgres.stop()
+
+
+# --------------------------------------------------------------------------- the cluster search
+
+
+def _results(experiment_dir: Path) -> dict[str, list[dict]]:
+    """Every trial's reported results so far (Tune's result.json), by trial id."""
+    rows: dict[str, list[dict]] = {}
+    for path in experiment_dir.glob("*/result.json"):
+        with contextlib.suppress(OSError):
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    row = json.loads(line)
+                    rows.setdefault(row["trial_id"], []).append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def cluster_search(ray_env, tracking_server, tmp_path_factory) -> dict:
+    """A 4-trial search on a head (0 CPUs) and two 1-CPU workers; worker B is removed while one
+    of its trials runs (after a checkpoint). Returns what the tests check."""
+    from ray.cluster_utils import Cluster
+
+    uri, postgres = tracking_server
+    tmp = tmp_path_factory.mktemp("cluster")
+    space = SMALL.read_text()
+    space = space.replace(
+        "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}", "scheduler: {type: none}"
+    )  # fmt: skip  (every trial runs every epoch)
+    space = space.replace("discriminator: {units: [32, 32]", "discriminator: {units: [240, 240]")
+    space = space.replace("max_failures: 1", "max_failures: 2")
+    (tmp / "space.yaml").write_text(space)
+    started = time.monotonic()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    driver = None
+    try:
+        worker_a = cluster.add_node(num_cpus=1)
+        worker_b = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cluster_up = time.monotonic() - started
+        command = [sys.executable, "-m", "gansearch.cli", "run", "--space", str(tmp / "space.yaml")]
+        command += ["--address", cluster.address, "--results-dir", str(tmp / "runs")]
+        command += ["--max-epochs", str(EPOCHS), "--report-top", "0", "--tracking-uri", uri]
+        command += ["--progress-interval", "5"]
+        driver = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env
+        )
+        experiment_dir = tmp / "runs" / "small"
+        victim, removed_at = None, None
+        deadline = time.monotonic() + 180
+        while victim is None and driver.poll() is None and time.monotonic() < deadline:
+            for trial_id, rows in _results(experiment_dir).items():
+                last = rows[-1]
+                if last.get("node") == worker_b.node_id and 3 <= last["epoch"] <= EPOCHS - 4:
+                    victim, removed_at = trial_id, int(last["epoch"])
+                    cluster.remove_node(worker_b, allow_graceful=False)
+                    break
+            time.sleep(0.1)
+        out, err = driver.communicate(timeout=240)
+        return {
+            "returncode": driver.returncode,
+            "out": out,
+            "err": err,
+            "experiment_dir": experiment_dir,
+            "workers": (worker_a.node_id, worker_b.node_id),
+            "victim": victim,
+            "removed_at": removed_at,
+            "results": _results(experiment_dir),
+            "uri": uri,
+            "postgres": postgres,
+            "cluster_up": cluster_up,
+            "seconds": time.monotonic() - started,
+        }
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_cluster_search_completes_and_every_trial_finishes(cluster_search):
+    assert cluster_search["returncode"] == 0, cluster_search["err"][-3000:]
+    table = pd.read_parquet(cluster_search["experiment_dir"] / "results.parquet")
+    assert len(table) == 4 and table["trial_id"].is_unique
+    assert set(table["status"]) == {"finished"}, table[["trial_id", "status", "reason"]]
+    assert (table["epochs"] == EPOCHS).all()
+
+
+@pytest.mark.slow
+def test_trials_are_placed_on_both_worker_nodes_and_never_on_the_head(cluster_search):
+    table = pd.read_parquet(cluster_search["experiment_dir"] / "results.parquet")
+    used = {node for nodes in table["nodes"] for node in nodes.split(",") if node}
+    assert used == set(cluster_search["workers"])  # the 0-CPU head ran nothing
+
+
+@pytest.mark.slow
+def test_trial_on_a_removed_node_resumes_from_its_checkpoint_on_the_survivor(cluster_search):
+    victim = cluster_search["victim"]
+    assert victim is not None, "no trial ran on worker B long enough to remove it"
+    worker_a, worker_b = cluster_search["workers"]
+    rows = cluster_search["results"][victim]
+    nodes = [row["node"] for row in rows]
+    assert nodes[0] == worker_b and nodes[-1] == worker_a
+    first_on_a = next(row["epoch"] for row in rows if row["node"] == worker_a)
+    # Resumed from a checkpoint written on B (one is written every epoch), not from scratch,
+    # and no epoch was skipped.
+    last_on_b = max(row["epoch"] for row in rows if row["node"] == worker_b)
+    assert 1 < first_on_a <= last_on_b + 1, rows
+    assert {row["epoch"] for row in rows} == set(range(1, EPOCHS + 1))
+    assert rows[-1]["epoch"] == EPOCHS
+    table = pd.read_parquet(cluster_search["experiment_dir"] / "results.parquet")
+    assert table.set_index("trial_id").loc[victim, "nodes"] == f"{worker_b},{worker_a}"
+    assert "crashed; retrying from its checkpoint" in cluster_search["err"]
+
+
+@pytest.mark.slow
+def test_postgres_tracking_server_holds_every_trial_with_its_full_history(cluster_search):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=cluster_search["uri"])
+    experiment = client.get_experiment_by_name("small")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    children = [r for r in runs if r.data.tags.get("gansearch.role") == "trial"]
+    table = pd.read_parquet(cluster_search["experiment_dir"] / "results.parquet")
+    by_trial = {r.data.tags["gansearch.trial_id"]: r for r in children}
+    assert sorted(by_trial) == sorted(table["trial_id"])
+    for trial_id, run in by_trial.items():
+        history = client.get_metric_history(run.info.run_id, "valid_ll")
+        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1)), trial_id
+        assert run.data.tags["gansearch.status"] == "finished"
+    # The runs and their metrics live in PostgreSQL, not in a file beside the results.
+    postgres = cluster_search["postgres"]
+    assert postgres.query("select count(*) from runs")[0][0] == len(children) + 1
+    logged = postgres.query("select count(*) from metrics where key = 'valid_ll'")[0][0]
+    assert logged == 4 * EPOCHS
+    assert not (cluster_search["experiment_dir"].parent / "mlflow.db").exists()
+
+
+# --------------------------------------------------------------------------- the shipped files
+
+
+def _ray_validate(config: dict) -> None:
+    """Ray's own cluster-config validation: defaults filled in, then ray-schema.json."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
+def test_every_yaml_file_in_cluster_parses():
+    files = sorted(CLUSTER.rglob("*.yaml"))
+    assert len(files) >= 4
+    for path in files:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        assert documents and all(isinstance(d, dict) for d in documents), path
+
+
+def test_cluster_launcher_config_passes_rays_schema_and_installs_gansearch():
+    import jsonschema
+    import ray
+
+    config = yaml.safe_load((CLUSTER / "gpu-cluster.yaml").read_text())
+    _ray_validate(config)
+    with pytest.raises(jsonschema.ValidationError):  # the validator is live, not a no-op
+        _ray_validate({**config, "max_wrokers": 3})
+    nodes = config["available_node_types"]
+    assert nodes[config["head_node_type"]]["resources"] == {"CPU": 0}  # no trials on the head
+    workers = [n for name, n in nodes.items() if name != config["head_node_type"]]
+    assert len(workers) == 1 and workers[0]["max_workers"] > workers[0]["min_workers"]
+    assert workers[0]["node_config"]["InstanceType"].startswith(("g", "p"))  # a GPU instance
+    setup = " ".join(config["setup_commands"])
+    assert f"ray[default,tune]=={ray.__version__}" in setup and "gansearch[cluster]" in setup
+    assert "/shared" in setup and "gansearch data mnist --data-dir /shared/data" in " ".join(
+        config["head_setup_commands"]
+    )
+
+
+def test_kuberay_rayjob_translates_to_a_valid_ray_cluster_running_a_search():
+    from ray.autoscaler._private.kuberay.autoscaling_config import (
+        _derive_autoscaling_config_from_ray_cr,
+    )
+
+    job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    spec = job["spec"]
+    ray_cr = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "spec": spec["rayClusterSpec"]}
+    ray_cr["metadata"] = {"name": job["metadata"]["name"], "namespace": "default"}
+    config = _derive_autoscaling_config_from_ray_cr(ray_cr)  # what the KubeRay autoscaler does
+    _ray_validate(config)
+    head, gpu = config["available_node_types"]["headgroup"], config["available_node_types"]["gpu"]
+    assert head["resources"]["CPU"] == 0
+    assert gpu["resources"]["GPU"] == 1 and gpu["resources"]["CPU"] == 4
+    assert gpu["max_workers"] == 16 and gpu["min_workers"] == 0
+    entry = spec["entrypoint"].split()
+    assert entry[:2] == ["gansearch", "run"] and "--address" in entry
+    for flag, value in (("--data-dir", "/shared/data"), ("--results-dir", "/shared/runs")):
+        assert entry[entry.index(flag) + 1] == value
+    # The shared volume is mounted at the same path in every pod.
+    templates = [spec["rayClusterSpec"]["headGroupSpec"]["template"]]
+    templates += [g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]]
+    for template in templates:
+        mounts = {m["mountPath"] for c in template["spec"]["containers"] for m in c["volumeMounts"]}
+        assert "/shared" in mounts
+    claim = yaml.safe_load((CLUSTER / "kuberay" / "shared-storage.yaml").read_text())
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_shell_scripts_parse():
+    scripts = sorted(CLUSTER.rglob("*.sh"))
+    assert scripts
+    for script in scripts:
+        done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{script}: {done.stderr}"
+
+
+def test_mlflow_server_script_refuses_to_start_without_a_backend_store():
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_BACKEND_STORE_URI"}
+    done = subprocess.run(
+        ["bash", str(CLUSTER / "mlflow-server.sh")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode != 0 and "set MLFLOW_BACKEND_STORE_URI" in done.stderr
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_trials_get_an_absolute_data_dir_from_the_flag_or_the_drivers_environment(
+    tmp_path, monkeypatch
+):
+    from gansearch.search import trial_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GANSEARCH_DATA_DIR", raising=False)
+    assert trial_data_dir(None) is None  # each node's own cache
+    assert trial_data_dir("data") == str(tmp_path / "data")  # trials run in another directory
+    monkeypatch.setenv("GANSEARCH_DATA_DIR", "shared/data")
+    assert trial_data_dir(None) == str(tmp_path / "shared" / "data")
+
+
+def test_results_dir_uri_is_refused_with_the_alternative(tmp_path, capsys):
+    from gansearch.cli import main
+
+    args = ["run", "--space", str(SMALL), "--results-dir", "s3://bucket/runs"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--results-dir / results.dir s3://bucket/runs" in err and "Traceback" not in err
+    assert "every node mounts at the same path" in err
