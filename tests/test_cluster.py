@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from processes import processes_with_env
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -47,19 +48,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _processes_with_env(marker: str) -> list[int]:
-    """PIDs of processes whose environment holds `marker` (the processes a test started)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                if marker.encode() in (proc / "environ").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-    return pids
 
 
 def _kill(pids: list[int]) -> None:
@@ -143,7 +131,7 @@ def ray_env() -> Iterator[dict[str, str]]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _kill(_processes_with_env(f"RAY_TMPDIR={ray_tmp}"))
+        _kill(processes_with_env(f"RAY_TMPDIR={ray_tmp}"))
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

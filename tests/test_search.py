@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from processes import processes_with_env
 
 from gansearch.cli import main
 from gansearch.search import GansearchOptunaSearch
@@ -144,19 +145,6 @@ def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
     assert "best 6 of 6 trials" in resumed.stdout
 
 
-def _processes_with_env(marker: str) -> list[int]:
-    """PIDs of processes whose environment holds `marker` (the Ray a test started)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                if marker.encode() in (proc / "environ").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_killed_driver_resumes_and_loses_no_trial(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="gs-", dir="/tmp")  # short: Ray's socket paths
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}
@@ -177,7 +165,7 @@ def test_killed_driver_resumes_and_loses_no_trial(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
-        for pid in _processes_with_env(f"RAY_TMPDIR={ray_tmp}"):  # the orphaned Ray
+        for pid in processes_with_env(f"RAY_TMPDIR={ray_tmp}"):  # the orphaned Ray
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
