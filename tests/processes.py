@@ -1,8 +1,9 @@
-"""Finding the processes a test started (Ray, PostgreSQL, MLflow) so it can end them by PID."""
+"""Processes and ports of the services a test starts (Ray, PostgreSQL, MLflow)."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 
@@ -17,3 +18,10 @@ def processes_with_env(marker: str) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from processes import processes_with_env
+from processes import free_port, processes_with_env
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -42,12 +41,6 @@ def _require(what: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _kill(pids: list[int]) -> None:
@@ -73,7 +66,7 @@ class Postgres:
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="gs-pg-", dir="/tmp"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "gansearch"
         self.as_root = os.geteuid() == 0
         if self.as_root:
@@ -149,7 +142,7 @@ def tracking_server(ray_env) -> Iterator[tuple[str, Postgres]]:
     server = None
     try:
         postgres.start()
-        port = _free_port()
+        port = free_port()
         artifacts = postgres.root / "artifacts"
         command = ["bash", str(CLUSTER / "mlflow-server.sh")]  # the script users run
         log = open(postgres.root / "mlflow.log", "wb")  # noqa: SIM115 (closed below)

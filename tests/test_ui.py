@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import free_port
 
 from gansearch.tracking import SearchTracker, TrackingStore, default_tracking_uri
 
@@ -52,12 +53,6 @@ def _chromium() -> str:
         pytest.fail(message)
     pytest.skip(message)
     raise AssertionError("unreachable")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _descendants(root: int) -> set[int]:
@@ -127,7 +122,7 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
     chromium = _chromium()
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "gansearch.cli", "ui", "--results-dir", str(store_dir)]
     command += ["--experiment", NAME, "--port", str(port)]
     ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -199,7 +194,7 @@ def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
 def test_ui_without_a_store_says_so(tmp_path, capsys):
     from gansearch.cli import main
 
-    assert main(["ui", "--results-dir", str(tmp_path), "--port", str(_free_port())]) == 2
+    assert main(["ui", "--results-dir", str(tmp_path), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert f"no MLflow store at {tmp_path / 'mlflow.db'}" in err and "Traceback" not in err
 
