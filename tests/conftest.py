@@ -49,3 +49,21 @@ def fashion_dir() -> Path:
         return FASHION_DEBIAN_DIR
     _require("Fashion-MNIST (Debian package dataset-fashion-mnist)")
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def digits_scorer():
+    """The quality classifier for scikit-learn's digits, trained once into the session cache."""
+    from gansearch.data import load_dataset
+    from gansearch.quality import load_scorer
+
+    return load_scorer(load_dataset("digits"))
+
+
+@pytest.fixture(scope="session")
+def mnist_scorer(mnist_dir: Path):
+    """The quality classifier for real MNIST, trained once (about 90 s) into the session cache."""
+    from gansearch.data import load_dataset
+    from gansearch.quality import load_scorer
+
+    return load_scorer(load_dataset("mnist", mnist_dir))
