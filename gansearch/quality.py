@@ -42,17 +42,11 @@ from torch import nn
 
 from gansearch.data.base import Dataset
 from gansearch.errors import DataError, GansearchError
+from gansearch.objectives import QUALITY_METRICS
 from gansearch.parzen import check_samples
 
 CLASSIFIER_FORMAT = "gansearch.classifier/1"
 CLASSIFIER_DIR = "classifiers"
-# Each metric and the direction that is better: what a search space may name as an objective.
-QUALITY_METRICS: dict[str, str] = {
-    "fid": "min",
-    "classes_covered": "max",
-    "class_kl": "min",
-    "confidence": "max",
-}
 COVERAGE_SHARE = 0.1  # a class is covered at >= this fraction of its test-set share
 MNIST_ACCURACY_GOAL = 0.99
 PROGRESS_SECONDS = 10.0  # at most one progress line this often while training

@@ -7,9 +7,14 @@
 Every trial is `train_trial`, a Ray Tune function trainable: it builds the trainer for the
 sampled configuration, trains epoch by epoch and reports the validation Parzen log-likelihood
 (`valid_ll`) with a checkpoint after every evaluation epoch, so ASHA can stop it and a retried
-trial resumes from its last checkpoint. A diverged trial reports `diverged` and ends; Optuna
-records it as FAIL (never a NaN). Data is read through the memory-mapped Arrow cache, so the
-trials on a node share its pages and a reused actor loads it in about a millisecond.
+trial resumes from its last checkpoint. When the space asks for them, the same report carries
+the quality classifier's FID, class coverage and confidence (the driver trains or loads the
+classifier once and ships it to the trials); with several objectives Optuna's multi-objective
+sampler (NSGA-II by default) gets all of them, early stopping the primary one, and the result is
+a Pareto front (the `pareto` column of the results table). A diverged trial reports `diverged`
+and ends; Optuna records it as FAIL (never a NaN). Data is read through the memory-mapped Arrow
+cache, so the trials on a node share its pages and a reused actor loads it in about a
+millisecond.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import pandas as pd
 import ray
 from ray import tune
@@ -39,6 +45,7 @@ from ray.tune.search.optuna import OptunaSearch
 from gansearch.data import load_dataset
 from gansearch.data.locate import DATA_DIR_ENV
 from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
+from gansearch.objectives import METRICS, QUALITY_METRICS, better, pareto_mask
 from gansearch.space import SearchSpace, load_space, make_sampler
 from gansearch.tracking import (
     SearchTracker,
@@ -48,7 +55,7 @@ from gansearch.tracking import (
     resolve_tracking_uri,
 )
 
-METRIC = "valid_ll"
+METRIC = "valid_ll"  # the paper's objective, and the default
 CHECKPOINT_FILE = "trainer.pt"
 RESULTS_FILE = "results.parquet"
 SPACE_COPY = "search_space.yaml"
@@ -115,8 +122,14 @@ def _chaos(space: SearchSpace, epoch: int) -> None:
     raise RuntimeError(f"chaos: injected crash at the start of epoch {epoch}")
 
 
-def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None) -> None:
-    """Ray Tune function trainable: one trial of the search (runs in a Ray worker)."""
+def train_trial(
+    config: dict[str, Any], space: SearchSpace, data_dir: str | None, quality: Any = None
+) -> None:
+    """Ray Tune function trainable: one trial of the search (runs in a Ray worker).
+
+    `quality` is the driver's gansearch.quality.QualityScorer when the space asks for FID,
+    coverage or confidence (None otherwise).
+    """
     import torch
 
     from gansearch.trainer import Trainer
@@ -129,9 +142,11 @@ def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            trainer = Trainer.from_checkpoint(Path(directory) / CHECKPOINT_FILE, dataset)
+            trainer = Trainer.from_checkpoint(
+                Path(directory) / CHECKPOINT_FILE, dataset, quality=quality
+            )
     else:
-        trainer = Trainer(train_config, dataset)
+        trainer = Trainer(train_config, dataset, quality=quality)
     loop_seconds = 0.0
     max_epochs = space.budget.max_epochs
     while trainer.epoch < max_epochs:
@@ -146,11 +161,13 @@ def train_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None
         loop_seconds += time.perf_counter() - start
         if metrics.valid_ll is None:
             continue
-        if not math.isfinite(metrics.valid_ll):  # never hand Optuna a NaN or an infinity
-            message = f"validation log-likelihood is {metrics.valid_ll} at epoch {metrics.epoch}"
-            tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, "node": node})
-            return
         report = {k: v for k, v in metrics.as_dict().items() if v is not None}
+        for name in space.objective.metrics:  # never hand Optuna a NaN or an infinity
+            value = report.get(name)
+            if value is None or not math.isfinite(value):
+                message = f"{name} is {value} at epoch {metrics.epoch}"
+                tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, "node": node})
+                return
         report["loop_seconds"] = loop_seconds
         report["threads"] = torch.get_num_threads()
         report["diverged"] = 0
@@ -211,17 +228,22 @@ class GansearchOptunaSearch(OptunaSearch):
     (A NaN handed to Optuna leaves its trial RUNNING forever; see ../shared/STACK-NOTES.md.)
     """
 
+    def _usable(self, result: dict) -> bool:
+        """Whether `result` has every objective, finite (a multi-objective search has several)."""
+        names = [self.metric] if isinstance(self.metric, str) else list(self.metric or [])
+        values = [result.get(name) for name in names]
+        return not result.get("diverged") and all(
+            v is not None and math.isfinite(v) for v in values
+        )
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        value = result.get(self.metric) if isinstance(self.metric, str) else None
-        if result.get("diverged") or value is None or not math.isfinite(value):
-            return
-        super().on_trial_result(trial_id, result)
+        if self._usable(result):
+            super().on_trial_result(trial_id, result)  # multi-objective: Optuna takes none
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        value = (result or {}).get(self.metric) if isinstance(self.metric, str) else 0.0
-        if result and (result.get("diverged") or value is None or not math.isfinite(value)):
+        if result and not self._usable(result):
             super().on_trial_complete(trial_id, None, error=True)  # Optuna: FAIL
             return
         super().on_trial_complete(trial_id, result, error)
@@ -333,6 +355,10 @@ def _tracking_params(space: SearchSpace) -> dict[str, Any]:
         "max_epochs": budget.max_epochs,
         "concurrency": budget.concurrency,
         "searched": ", ".join(p.key for p in space.params),
+        "objectives": ", ".join(
+            f"{m} ({d})"
+            for m, d in zip(space.objective.metrics, space.objective.modes, strict=True)
+        ),
     }
 
 
@@ -343,7 +369,7 @@ def _tracking_params(space: SearchSpace) -> dict[str, Any]:
 class _TrialRecord:
     started: float | None = None
     ended: float | None = None
-    best: float = -math.inf
+    best: float = math.nan  # of the primary objective
     last_epoch: int = 0
     status: str = "pending"
     reason: str = ""
@@ -382,15 +408,18 @@ class ProgressCallback:
     def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         record = self.record(trial_id)
         record.last_epoch = int(result.get("epoch", record.last_epoch))
-        value = result.get(METRIC)
+        metric = self.space.objective.primary
+        value = result.get(metric)
         if value is not None and math.isfinite(value):
-            record.best = max(record.best, float(value))
+            if math.isnan(record.best) or better(metric, float(value), record.best):
+                record.best = float(value)
 
     def trial_ended(self, trial_id: str, result: Mapping[str, Any], error: str | None) -> None:
         record = self.record(trial_id)
         record.ended = time.monotonic()
         record.status, record.reason = classify(result, error, self.space.budget.max_epochs)
-        best = f", best {METRIC} {record.best:.2f}" if math.isfinite(record.best) else ""
+        metric = self.space.objective.primary
+        best = f", best {metric} {record.best:.2f}" if math.isfinite(record.best) else ""
         why = f" ({record.reason})" if record.reason else ""
         self.say(f"trial {trial_id} {record.status}{why} after {record.last_epoch} epochs{best}")
         self.tick(force=True)
@@ -404,12 +433,14 @@ class ProgressCallback:
         for record in self.records.values():
             if record.status in counts:
                 counts[record.status] += 1
-        best = max(self.records.items(), key=lambda kv: kv[1].best, default=None)
-        best_text = (
-            f"; best {METRIC} {best[1].best:.2f} (trial {best[0]})"
-            if best and math.isfinite(best[1].best)
-            else ""
-        )
+        metric = self.space.objective.primary
+        best = None
+        for trial_id, record in self.records.items():
+            if math.isfinite(record.best) and (
+                best is None or better(metric, record.best, best[1].best)
+            ):
+                best = (trial_id, record)
+        best_text = f"; best {metric} {best[1].best:.2f} (trial {best[0]})" if best else ""
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         self.say(f"trials of {self.space.budget.trials}: {summary}{best_text}")
 
@@ -503,10 +534,13 @@ def _build_tuner(
     experiment_dir: Path,
     progress: ProgressCallback,
     tracker: SearchTracker | None = None,
+    quality: Any = None,
 ):
     budget, resources = space.budget, space.resources
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, space=space, data_dir=trial_data_dir(options.data_dir)),
+        tune.with_parameters(
+            train_trial, space=space, data_dir=trial_data_dir(options.data_dir), quality=quality
+        ),
         {"cpu": resources.cpus, "gpu": resources.gpus},
     )
     run_config = tune.RunConfig(
@@ -526,8 +560,13 @@ def _build_tuner(
         if internal is not None:
             internal.get_run_config().callbacks = run_config.callbacks
         return tuner
+    objective = space.objective
+    primary, primary_mode = objective.primary, objective.modes[0]
     searcher = GansearchOptunaSearch(
-        space=space.optuna_space(), metric=METRIC, mode="max", sampler=make_sampler(space.search)
+        space=space.optuna_space(),
+        metric=list(objective.metrics) if objective.multi else primary,
+        mode=list(objective.modes) if objective.multi else primary_mode,
+        sampler=make_sampler(space.search),
     )
     scheduler: Any
     if space.scheduler.type == "asha":
@@ -542,8 +581,8 @@ def _build_tuner(
     else:
         scheduler = FIFOScheduler()
     tune_config = tune.TuneConfig(
-        metric=METRIC,
-        mode="max",
+        metric=primary,  # early stopping uses the primary objective
+        mode=primary_mode,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.concurrency),
         scheduler=scheduler,
         num_samples=budget.trials,
@@ -553,25 +592,45 @@ def _build_tuner(
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
+def _best_in_history(history: pd.DataFrame | None, metric: str) -> tuple[float, int | None]:
+    """The best value of `metric` over a trial's reports (in its direction) and its epoch."""
+    if history is None or metric not in history or not history[metric].notna().any():
+        return math.nan, None
+    column = history[metric].astype(float)
+    index = column.idxmax() if METRICS[metric] == "max" else column.idxmin()
+    return float(column[index]), int(history["epoch"][index])
+
+
+def _last_in_history(history: pd.DataFrame | None, metric: str) -> float:
+    """The value of `metric` at a trial's last evaluation (what Optuna got; the checkpoint)."""
+    if history is None or metric not in history:
+        return math.nan
+    values = history[metric].dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+
 def results_table(
     result_grid: Any,
     progress: ProgressCallback,
     space: SearchSpace,
     earlier_walls: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """One row per trial: outcome, best validation log-likelihood, epochs, time, parameters.
+    """One row per trial: outcome, best objective value(s), epochs, time, parameters.
 
+    `valid_ll` (and `fid` etc. when measured) are the best values over a trial's evaluations;
+    `final_<metric>` are those of its last evaluation, the values Optuna recorded and its last
+    checkpoint holds. A multi-objective search adds `pareto`: the trial is on the Pareto front
+    of the final values. Rows are ranked by the primary objective (front first when multi).
     `earlier_walls` gives the wall times of trials that ended before a resume.
     """
+    objective = space.objective
+    measured = [METRIC, *(QUALITY_METRICS if objective.needs_quality else ())]
     rows = []
     for result in result_grid:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name
         history = result.metrics_dataframe
-        best, best_epoch = math.nan, None
-        if history is not None and METRIC in history and history[METRIC].notna().any():
-            index = history[METRIC].idxmax()
-            best, best_epoch = float(history[METRIC][index]), int(history["epoch"][index])
+        best, best_epoch = _best_in_history(history, objective.primary)
         error = str(result.error) if result.error is not None else None
         status, reason = classify(metrics, error, space.budget.max_epochs)
         record = progress.records.get(trial_id)
@@ -587,7 +646,8 @@ def results_table(
             "trial_id": trial_id,
             "status": status,
             "reason": reason,
-            METRIC: best,
+            **{m: _best_in_history(history, m)[0] for m in measured},
+            **{f"final_{m}": _last_in_history(history, m) for m in measured},
             "best_epoch": best_epoch,
             "epochs": int(metrics.get("epoch", 0)),
             "sigma": metrics.get("sigma"),
@@ -602,9 +662,15 @@ def results_table(
             row[param.key] = param.decode((result.config or {}).get(param.key))
         rows.append(row)
     table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.sort_values(METRIC, ascending=False, na_position="last", ignore_index=True)
-    return table
+    if table.empty:
+        return table
+    sort_by, ascending = [objective.primary], [objective.modes[0] == "min"]
+    if objective.multi:
+        finals = table[[f"final_{m}" for m in objective.metrics]].to_numpy(dtype=float)
+        ok = ~table["status"].isin(["diverged", "failed"]).to_numpy()
+        table["pareto"] = pareto_mask(np.where(ok[:, None], finals, np.nan), objective.modes)
+        sort_by, ascending = ["pareto", *sort_by], [False, *ascending]
+    return table.sort_values(sort_by, ascending=ascending, na_position="last", ignore_index=True)
 
 
 def _nodes(history: pd.DataFrame | None) -> str:
@@ -625,20 +691,45 @@ def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_leaderboard(table: pd.DataFrame, space: SearchSpace, size: int) -> str:
-    """The best trials as aligned text: rank, validation LL, epochs, time, parameters."""
+    """The best trials as aligned text: rank, objective(s), epochs, time, parameters.
+
+    A multi-objective search lists its Pareto front (every trial on it) with the final values.
+    """
     if table.empty:
         return "no trials ran"
-    lines = [f"best {min(size, len(table))} of {len(table)} trials by validation {METRIC}:"]
+    objective = space.objective
+    if objective.multi:
+        shown = table[table["pareto"]]
+        columns = [f"final_{m}" for m in objective.metrics]
+        lines = [
+            f"Pareto front of {len(table)} trials ({len(shown)} trials; "
+            + ", ".join(
+                f"{m} {'max' if d == 'max' else 'min'}"
+                for m, d in zip(objective.metrics, objective.modes, strict=True)
+            )
+            + "; values of each trial's last evaluation):"
+        ]
+    else:
+        shown = table.head(size)
+        columns = [objective.primary]
+        lines = [
+            f"best {len(shown)} of {len(table)} trials by {objective.primary} "
+            f"({'highest' if objective.modes[0] == 'max' else 'lowest'}):"
+        ]
+    names = [c.removeprefix("final_") for c in columns]
+    header = " ".join(f"{n[:15]:>15}" for n in names)
     lines.append(
-        f"{'#':>2}  {'trial':<12} {METRIC:>9} {'epochs':>6} {'time s':>7}  {'status':<13} params"
+        f"{'#':>2}  {'trial':<12} {header} {'epochs':>6} {'time s':>7}  {'status':<13} params"
     )
-    for rank, row in enumerate(table.head(size).to_dict("records"), start=1):
-        values = ", ".join(f"{p.key}={_short(row.get(p.key))}" for p in space.params)
-        value = f"{row[METRIC]:9.2f}" if pd.notna(row[METRIC]) else f"{'-':>9}"
+    for rank, row in enumerate(shown.to_dict("records"), start=1):
+        params = ", ".join(f"{p.key}={_short(row.get(p.key))}" for p in space.params)
+        values = " ".join(
+            f"{row[c]:15.2f}" if pd.notna(row.get(c)) else f"{'-':>15}" for c in columns
+        )
         wall = f"{row['wall_seconds']:7.1f}" if pd.notna(row["wall_seconds"]) else f"{'-':>7}"
         lines.append(
-            f"{rank:>2}  {row['trial_id']:<12} {value} {row['epochs']:>6} {wall}  "
-            f"{row['status']:<13} {values}"
+            f"{rank:>2}  {row['trial_id']:<12} {values} {row['epochs']:>6} {wall}  "
+            f"{row['status']:<13} {params}"
         )
     return "\n".join(lines)
 
@@ -678,6 +769,19 @@ def _stored_tracking_uri(experiment_dir: Path) -> str | None:
     return json.loads(meta.read_text()).get("tracking_uri")
 
 
+def _quality_scorer(space: SearchSpace, dataset: Any, out: TextIO | None) -> Any:
+    """The quality classifier the trials score their samples with (trained once, then cached),
+    or None when the space asks for no quality metric."""
+    if not space.objective.needs_quality:
+        return None
+    from gansearch.quality import load_scorer
+
+    def say(text: str) -> None:
+        print(f"gansearch: {text}", file=out or sys.stderr, flush=True)
+
+    return load_scorer(dataset, say=say)
+
+
 def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = None) -> SearchOutcome:
     """Run (or resume) a search to the end of its budget; see the module docstring."""
     started = time.monotonic()
@@ -697,7 +801,8 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
     elif options.budget_overrides:
         space = space.with_budget(**options.budget_overrides)
     # Fail on missing or corrupt data before starting anything (downloads if needed).
-    load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
+    dataset = load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
+    quality = _quality_scorer(space, dataset, out)
 
     # MLflow: an unreachable server fails here; opening the store (5 to 8 s for a new SQLite
     # file) overlaps with starting Ray.
@@ -738,7 +843,7 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
             f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}; "
             f"MLflow: {tracking_uri}"
         )
-        tuner = _build_tuner(space, options, experiment_dir, progress, tracker)
+        tuner = _build_tuner(space, options, experiment_dir, progress, tracker, quality)
         fitting = True
         result_grid = tuner.fit()
         earlier: dict[str, float] = {}

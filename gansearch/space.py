@@ -15,8 +15,15 @@ A search space is YAML with these sections (search_spaces/digits.yaml is a compl
     scheduler: {type: asha, grace_period: 2, reduction_factor: 3}   # or median, none
     budget: {trials: 20, max_epochs: 10, time_limit: null, concurrency: 2}
     resources: {cpus: 1, gpus: 0, max_failures: 2}
-    objective: {metric: valid_ll, mode: max, eval_every: 1, samples: 2000, n_valid: 1000}
+    objective: {metric: valid_ll, eval_every: 1, samples: 2000, n_valid: 1000, quality: false}
     results: {dir: runs}
+
+`objective.metric` is one metric or a list: `[valid_ll, fid]` makes the search multi-objective
+(NSGA-II unless `search.algorithm` names another multi-objective sampler), and its result is a
+Pareto front; the first metric is the primary one, which early stopping uses. Metrics: valid_ll
+(maximised), fid, class_kl (minimised), classes_covered, confidence (maximised); the last four
+come from gansearch.quality's classifier, computed on the same samples as valid_ll at every
+evaluation epoch (also logged, without being objectives, with `quality: true`).
 
 `load_space` validates all of it before anything starts; every error names the file, the key
 path and the reason. A scalar searched for a list setting (layer widths, keep-probabilities) sets
@@ -38,6 +45,7 @@ import optuna
 
 from gansearch.data import DATASETS
 from gansearch.errors import ConfigError
+from gansearch.objectives import METRICS, PARZEN_METRIC, QUALITY_METRICS
 from gansearch.schema import build, fail, read_yaml
 from gansearch.train_config import (
     DataConfig,
@@ -57,7 +65,8 @@ SAMPLERS = {
     "nsgaii": "NSGAIISampler",
 }
 SCHEDULERS = ("asha", "median", "none")
-OBJECTIVE_METRICS = ("valid_ll",)
+SINGLE_OBJECTIVE_ONLY = ("cmaes",)  # Optuna samplers that cannot search several objectives
+LABELLED_DATASETS = ("mnist", "fashion_mnist", "digits")  # the quality classifier needs labels
 # Trainer settings that other sections own: searching or fixing them in `trainer` is an error.
 OWNED = {
     "data": "dataset",
@@ -129,7 +138,7 @@ def _encode(choice: Any) -> Any:
 class SearchAlgorithm:
     """Which Optuna sampler proposes configurations."""
 
-    algorithm: str = "tpe"
+    algorithm: str | None = None  # default: tpe, or nsgaii for several objectives
     seed: int | None = 0
     options: dict = field(default_factory=dict)
 
@@ -164,13 +173,39 @@ class Resources:
 
 @dataclass(frozen=True)
 class Objective:
-    """The objective and the (cheaper than Table 1) Parzen settings used inside trials."""
+    """The objective(s) and the (cheaper than Table 1) evaluation settings used inside trials."""
 
-    metric: str = "valid_ll"
-    mode: str = "max"
+    metric: str | tuple[str, ...] = PARZEN_METRIC  # a list: multi-objective, first is primary
+    mode: str | tuple[str, ...] | None = None  # each metric's own direction; checked if given
     eval_every: int = 1
-    samples: int = 2000
+    samples: int = 2000  # samples per evaluation, for Parzen and the quality metrics alike
     n_valid: int | None = 1000
+    quality: bool = False  # also log FID, coverage and confidence at every evaluation
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The objective metrics, primary first."""
+        return (self.metric,) if isinstance(self.metric, str) else tuple(self.metric)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """'max' or 'min' for each objective metric."""
+        return tuple(METRICS.get(m, "max") for m in self.metrics)
+
+    @property
+    def primary(self) -> str:
+        """The metric that early stopping and single-objective ranking use."""
+        return self.metrics[0]
+
+    @property
+    def multi(self) -> bool:
+        """Several objectives: a Pareto front instead of one best trial."""
+        return len(self.metrics) > 1
+
+    @property
+    def needs_quality(self) -> bool:
+        """Whether trials must score their samples with the quality classifier."""
+        return self.quality or any(m in QUALITY_METRICS for m in self.metrics)
 
 
 @dataclass(frozen=True)
@@ -306,6 +341,13 @@ def _check_sections(space: dict[str, Any], source: str) -> None:
         "search.algorithm",
         f"unknown algorithm {search.algorithm!r}; choose one of {', '.join(SAMPLERS)}",
     )
+    _check(
+        not (objective.multi and search.algorithm in SINGLE_OBJECTIVE_ONLY),
+        source,
+        "search.algorithm",
+        f"{search.algorithm} cannot search several objectives ({', '.join(objective.metrics)}); "
+        "use nsgaii (the default for several), tpe, random, qmc or gp",
+    )
     try:
         make_sampler(search)
     except TypeError as exc:
@@ -346,18 +388,7 @@ def _check_sections(space: dict[str, Any], source: str) -> None:
         "resources.max_failures",
         f"must be >= 0, got {resources.max_failures}",
     )
-    _check(
-        objective.metric in OBJECTIVE_METRICS,
-        source,
-        "objective.metric",
-        f"unknown metric {objective.metric!r}; choose one of {', '.join(OBJECTIVE_METRICS)}",
-    )
-    _check(
-        objective.mode == "max",
-        source,
-        "objective.mode",
-        f"valid_ll is a log-likelihood, maximised; got {objective.mode!r}",
-    )
+    _check_objective(objective, source)
     _check(
         objective.eval_every >= 1,
         source,
@@ -379,6 +410,43 @@ def _check_sections(space: dict[str, Any], source: str) -> None:
     for key in ("crash_at_epoch", "kill_at_epoch"):
         value = getattr(space["chaos"], key)
         _check(value is None or value >= 1, source, f"chaos.{key}", f"must be >= 1, got {value}")
+
+
+def _check_objective(objective: Objective, source: str) -> None:
+    metrics = objective.metrics
+    _check(bool(metrics), source, "objective.metric", "name at least one metric")
+    for i, metric in enumerate(metrics):
+        key = "objective.metric" if isinstance(objective.metric, str) else f"objective.metric[{i}]"
+        _check(
+            metric in METRICS,
+            source,
+            key,
+            f"unknown metric {metric!r}; choose from {', '.join(METRICS)}",
+        )
+    _check(
+        len(set(metrics)) == len(metrics),
+        source,
+        "objective.metric",
+        f"names a metric twice: {list(metrics)}",
+    )
+    if objective.mode is None:
+        return
+    modes = (objective.mode,) if isinstance(objective.mode, str) else tuple(objective.mode)
+    _check(
+        len(modes) == len(metrics),
+        source,
+        "objective.mode",
+        f"gives {len(modes)} modes for {len(metrics)} metrics (or leave it out: each metric "
+        "has its own direction)",
+    )
+    for metric, mode, natural in zip(metrics, modes, objective.modes, strict=True):
+        _check(
+            mode == natural,
+            source,
+            "objective.mode",
+            f"{metric} is {'maximised' if natural == 'max' else 'minimised'} ({natural!r}), "
+            f"got {mode!r}",
+        )
 
 
 def _parse_param(key: Any, spec: Any, valid_keys: set[str], list_keys: set[str], source: str):
@@ -479,6 +547,9 @@ def load_space(path: str | Path) -> SearchSpace:
         f"must be a name of letters, digits, '-', '_' or '.', got {name!r}",
     )
     parsed = {key: _section(cls, raw, key, source) for key, cls in sections.items()}
+    if parsed["search"].algorithm is None:
+        default = "nsgaii" if parsed["objective"].multi else "tpe"
+        parsed["search"] = dataclasses.replace(parsed["search"], algorithm=default)
     _check_sections(parsed, source)
 
     if "dataset" not in raw:
@@ -489,6 +560,14 @@ def load_space(path: str | Path) -> SearchSpace:
         source,
         "dataset.name",
         f"unknown data set {dataset.name!r}; choose one of {', '.join(DATASETS)}",
+    )
+    objective = parsed["objective"]
+    _check(
+        not objective.needs_quality or dataset.name in LABELLED_DATASETS,
+        source,
+        "objective",
+        f"FID, coverage and confidence need a classifier trained on labelled data "
+        f"({', '.join(LABELLED_DATASETS)}); {dataset.name} has no class labels",
     )
     trainer_raw = raw.get("trainer") or {}
     if not isinstance(trainer_raw, Mapping):

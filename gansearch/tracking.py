@@ -58,6 +58,10 @@ EPOCH_METRICS = (
     "seconds",
     "eval_seconds",
     "loop_seconds",
+    "fid",
+    "classes_covered",
+    "class_kl",
+    "confidence",
 )
 # Tune status -> MLflow run status.
 RUN_STATUS = {

@@ -70,6 +70,11 @@ class EpochMetrics:
     valid_se: float | None = None
     sigma: float | None = None
     eval_seconds: float = 0.0
+    # The quality classifier's view of the same samples (only with a `quality` scorer).
+    fid: float | None = None
+    classes_covered: int | None = None
+    class_kl: float | None = None
+    confidence: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints, JSON and a Ray Tune report)."""
@@ -110,7 +115,9 @@ def _stream_seeds(seed: int) -> dict[str, int]:
 class Trainer:
     """Trains one GAN configuration on one data set; see the module docstring."""
 
-    def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
+    def __init__(self, config: TrainConfig, dataset: Dataset, quality: Any = None) -> None:
+        """`quality` (a gansearch.quality.QualityScorer) adds FID, class coverage and confidence
+        of the evaluation samples to every evaluated epoch's metrics."""
         o = config.optim
         n_train = int(dataset.train.shape[0])
         if o.batch_size > n_train:
@@ -122,6 +129,7 @@ class Trainer:
         self.dataset = dataset
         self.device = resolve_device(config.device)
         self.train_x = _training_tensor(dataset.train, self.device)
+        self.quality = quality.to(self.device) if quality is not None else None
 
         seeds = _stream_seeds(config.seed)
         init_rng = torch.Generator().manual_seed(seeds["init"])
@@ -302,13 +310,19 @@ class Trainer:
         )
         if cfg.eval.every and epoch % cfg.eval.every == 0:
             t0 = time.perf_counter()
-            result = self.evaluate(cfg.eval.samples, cfg.eval.n_valid)
+            samples = self.sample(cfg.eval.samples)
+            result = self.evaluate(cfg.eval.samples, cfg.eval.n_valid, samples=samples)
+            scores = {}
+            if self.quality is not None:
+                scores = self.quality.score(samples, f"epoch {epoch} samples").metrics()
+                scores["classes_covered"] = int(scores["classes_covered"])
             metrics = replace(
                 metrics,
                 valid_ll=result.valid_mean,
                 valid_se=result.valid_se,
                 sigma=result.sigma,
                 eval_seconds=time.perf_counter() - t0,
+                **scores,
             )
         self.epoch = epoch
         self.history.append(metrics)
@@ -352,10 +366,18 @@ class Trainer:
         self.generator.train()
         return torch.cat(chunks) if chunks else torch.empty(0, self.dataset.dim)
 
-    def evaluate(self, n_samples: int, n_valid: int | None, *, test: bool = False) -> Any:
+    def evaluate(
+        self,
+        n_samples: int,
+        n_valid: int | None,
+        *,
+        test: bool = False,
+        samples: torch.Tensor | None = None,
+    ) -> Any:
         """Parzen-window log-likelihood of `n_samples` samples, sigma chosen on validation.
 
-        Returns gansearch.parzen.ParzenResult (test fields filled when `test`).
+        Returns gansearch.parzen.ParzenResult (test fields filled when `test`). `samples`
+        scores samples already drawn instead of drawing new ones.
         """
         from gansearch.parzen import ParzenConfig, evaluate
 
@@ -363,7 +385,7 @@ class Trainer:
         parzen = ParzenConfig(
             sigmas=e.sigmas, n_valid=n_valid, precision=e.precision, device=str(self.device)
         )
-        samples = self.sample(n_samples)
+        samples = self.sample(n_samples) if samples is None else samples
         return evaluate(
             samples, self.dataset.valid, self.dataset.test if test else None, config=parzen
         )
@@ -433,6 +455,7 @@ class Trainer:
         path: str | os.PathLike[str],
         dataset: Dataset,
         config: TrainConfig | None = None,
+        quality: Any = None,
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint (loaded with weights_only=True).
 
@@ -447,7 +470,7 @@ class Trainer:
             raise GansearchError(f"{path}: cannot read checkpoint: {exc}") from None
         if config is None:
             config = config_from_dict(state["config"], source=f"{path} (stored config)")
-        trainer = cls(config, dataset)
+        trainer = cls(config, dataset, quality)
         trainer.load_state_dict(state)
         return trainer
 

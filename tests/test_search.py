@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -27,6 +28,7 @@ from gansearch.search import GansearchOptunaSearch
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "search_spaces" / "digits.yaml"
+PARETO = REPO / "search_spaces" / "digits_pareto.yaml"
 SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
 
 
@@ -52,13 +54,62 @@ def test_small_search_end_to_end(tmp_path, capsys):
     # The leaderboard shows the best trial first, with its parameters.
     best = table.iloc[0]
     assert "best 8 of 8 trials" in out
-    assert f"{best['trial_id']:<12} {best['valid_ll']:9.2f}" in out
+    assert f"{best['trial_id']:<12} {best['valid_ll']:15.2f}" in out
     assert "trials of 8:" in err and "stopped early after" in err
     # Optuna saw every trial end: nothing left RUNNING.
     states = [t.state for t in study_of(tmp_path / "digits-quick").trials]
     assert len(states) == 8 and optuna.trial.TrialState.RUNNING not in states
     # Each 1-CPU trial ran its torch on one thread (no oversubscription).
     assert (table["threads"] == 1).all()
+
+
+def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
+    tmp_path, capsys, digits_scorer
+):
+    from mlflow import MlflowClient
+
+    args = ["run", "--space", str(PARETO), "--results-dir", str(tmp_path), "--max-epochs", "6"]
+    assert main([*args, "--report-top", "0"]) == 0
+    out, _ = capsys.readouterr()
+    experiment = tmp_path / "digits-pareto"
+    table = pd.read_parquet(experiment / "results.parquet")
+    assert len(table) == 8
+    finals = table[["final_valid_ll", "final_fid"]].to_numpy()
+    assert np.isfinite(finals).all() and (table["fid"] <= table["final_fid"]).all()
+    # The front, checked by hand: no trial has a higher LL and a lower FID than a front member,
+    # and every other trial has one that beats it on both.
+    front = table[table["pareto"]]
+    assert len(front) >= 1 and table["pareto"].iloc[: len(front)].all()  # front first
+    for row in table.itertuples():
+        beaten = [
+            other.trial_id
+            for other in table.itertuples()
+            if other.final_valid_ll >= row.final_valid_ll
+            and other.final_fid <= row.final_fid
+            and (other.final_valid_ll, other.final_fid) != (row.final_valid_ll, row.final_fid)
+        ]
+        assert bool(beaten) != row.pareto, (row.trial_id, beaten)
+    assert f"Pareto front of 8 trials ({len(front)} trials" in out
+    for row in front.itertuples():
+        assert f"{row.trial_id:<12} {row.final_valid_ll:15.2f} {row.final_fid:15.2f}" in out
+    # Optuna searched both objectives, with NSGA-II, and got each trial's final values.
+    study = study_of(experiment)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert type(study.sampler).__name__ == "NSGAIISampler"
+    told = sorted(tuple(round(v, 6) for v in t.values) for t in study.trials)
+    assert told == sorted(tuple(round(v, 6) for v in pair) for pair in finals)
+    # MLflow has FID and coverage at every evaluated epoch of every trial.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == "digits-pareto"]
+    children = [
+        r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("gansearch.trial_id")
+    ]
+    assert len(children) == 8
+    for run in children:
+        fid = client.get_metric_history(run.info.run_id, "fid")
+        covered = client.get_metric_history(run.info.run_id, "classes_covered")
+        epochs = int(run.data.metrics["epoch"])
+        assert [m.step for m in fid] == list(range(1, epochs + 1)) == [m.step for m in covered]
 
 
 def test_divergence_fails_in_optuna_and_crashes_are_retried(tmp_path, capsys):

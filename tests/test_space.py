@@ -118,3 +118,37 @@ def test_budget_overrides_are_checked():
         space.with_budget(max_epochs=0)
     with pytest.raises(ConfigError, match="scheduler.grace_period"):
         load_space(FIXTURES / "bad_spaces" / "grace_over_budget.yaml")
+
+
+def test_several_objectives_make_a_multi_objective_search_with_nsga_ii(tmp_path):
+    text = (FIXTURES / "small_space.yaml").read_text()
+    text = text.replace("search: {algorithm: tpe, seed: 0}", "search: {seed: 0}")
+    single = tmp_path / "single.yaml"
+    single.write_text(text)
+    space = load_space(single)
+    assert space.search.algorithm == "tpe" and not space.objective.multi
+    assert not space.objective.needs_quality
+
+    multi = tmp_path / "multi.yaml"
+    old = "objective: {metric: valid_ll, mode: max,"
+    multi.write_text(text.replace(old, "objective: {metric: [fid, valid_ll],"))
+    space = load_space(multi)
+    assert space.search.algorithm == "nsgaii"
+    assert space.objective.metrics == ("fid", "valid_ll")
+    assert space.objective.modes == ("min", "max")
+    assert space.objective.primary == "fid" and space.objective.multi
+    assert space.objective.needs_quality
+
+
+def test_quality_metrics_can_be_logged_without_being_objectives(tmp_path):
+    text = (FIXTURES / "small_space.yaml").read_text()
+    path = tmp_path / "logged.yaml"
+    path.write_text(text.replace("mode: max,", "mode: max, quality: true,"))
+    space = load_space(path)
+    assert space.objective.metrics == ("valid_ll",) and space.objective.needs_quality
+
+
+def test_shipped_pareto_space_searches_parzen_and_fid():
+    space = load_space(Path(__file__).parents[1] / "search_spaces" / "digits_pareto.yaml")
+    assert space.objective.metrics == ("valid_ll", "fid")
+    assert space.search.algorithm == "nsgaii"

@@ -370,3 +370,50 @@ def test_cpu_trainer_shares_the_training_array_instead_of_copying_it() -> None:
     assert t.train_x.data_ptr() == data.train.ctypes.data
     t.fit(1)
     assert not data.train.flags.writeable  # and training never wrote into it
+
+
+def test_quality_scorer_adds_fid_coverage_and_confidence_of_the_same_samples(
+    digits_scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gansearch.data import load_dataset
+    from gansearch.parzen import ParzenConfig, evaluate
+
+    digits = load_dataset("digits")
+    config = apply_overrides(
+        TrainConfig(),
+        {
+            "generator.noise_dim": 4,
+            "generator.units": [16],
+            "discriminator.units": [8],
+            "discriminator.pieces": 2,
+            "discriminator.keep_probs": [0.8, 0.5],
+            "optim.batch_size": 50,
+            "eval.every": 1,
+            "eval.samples": 300,
+            "eval.n_valid": None,
+        },
+    )
+    plain = Trainer(config, digits).run_epoch()
+    assert plain.fid is None and plain.classes_covered is None
+
+    seen = []
+    original = digits_scorer.score
+
+    def spy(samples, source="samples"):  # noqa: ANN001, ANN202
+        seen.append(samples.clone())
+        return original(samples, source)
+
+    monkeypatch.setattr(digits_scorer, "score", spy)
+    scored = Trainer(config, digits, quality=digits_scorer).run_epoch()
+    # Adding the classifier changes no Parzen number: same RNG streams, same samples.
+    assert scored.valid_ll == plain.valid_ll and scored.sigma == plain.sigma
+    (samples,) = seen
+    assert samples.shape == (300, 64)
+    parzen = evaluate(samples, digits.valid, None, ParzenConfig(sigmas=(scored.sigma,)))
+    assert parzen.valid_mean == pytest.approx(scored.valid_ll, rel=1e-6)
+    expected = original(samples).metrics()
+    assert scored.fid == expected["fid"] and scored.fid > 0
+    assert scored.classes_covered == expected["classes_covered"]
+    assert 1 <= scored.classes_covered <= 10
+    assert scored.class_kl == expected["class_kl"] >= 0
+    assert 0 < scored.confidence == expected["confidence"] <= 1
