@@ -16,6 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gansearch.commands.parzen",
         "score samples with the paper's Parzen-window protocol",
     ),
+    "quality": (
+        "gansearch.commands.quality",
+        "FID, mode coverage and confidence of samples; the reference rows of Table 1",
+    ),
+    "classifier": (
+        "gansearch.commands.classifier",
+        "train (or find) the cached classifier behind the quality metrics",
+    ),
     "data": ("gansearch.commands.data", "locate, download, verify and cache a data set"),
     "train": ("gansearch.commands.train", "train one GAN configuration (the paper's Algorithm 1)"),
     "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),

@@ -91,3 +91,42 @@ def sample_grid(
     image.save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
+
+
+def pareto_plot(
+    values: np.ndarray,
+    on_front: np.ndarray,
+    labels: Sequence[str],
+    metrics: Sequence[str],
+    modes: Sequence[str],
+    path: Path,
+    title: str,
+) -> Path:
+    """Scatter of every trial's final objective values (the first two objectives), the Pareto
+    front highlighted, joined in order and labelled with trial ids; written as PNG (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = np.asarray(values, dtype=np.float64)
+    on_front = np.asarray(on_front, dtype=bool)
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    ok = ~np.isnan(values[:, :2]).any(axis=1)
+    rest = ok & ~on_front
+    axes.scatter(values[rest, 0], values[rest, 1], color="0.6", s=18, label="other trials")
+    front = values[on_front]
+    order = np.argsort(front[:, 0])
+    axes.plot(front[order, 0], front[order, 1], color="tab:red", marker="o", label="Pareto front")
+    for (x, y), label in zip(front[:, :2], np.asarray(labels)[on_front], strict=True):
+        axes.annotate(str(label), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    setters = (axes.set_xlabel, axes.set_ylabel)
+    for setter, metric, mode in zip(setters, metrics[:2], modes[:2], strict=True):
+        setter(f"{metric} ({'higher' if mode == 'max' else 'lower'} is better)")
+    extra = f" (first 2 of {len(metrics)} objectives)" if len(metrics) > 2 else ""
+    axes.set_title(title + extra, fontsize=10)
+    axes.legend(fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path

@@ -13,6 +13,13 @@ paper's is across five folds). With `retrain`, a trial that ASHA stopped early i
 from its checkpoint to the search's full epoch budget (resuming is exact, so this is the
 configuration trained to its budget); the table marks those rows.
 
+Where the data set has class labels (MNIST, Fashion-MNIST, digits), the same samples are also
+scored by gansearch.quality's classifier (FID against the test set, classes covered and class KL,
+confidence), and Table 1 gets two reference rows measured the same way (gansearch.references):
+10,000 real training images, what a perfect generator would draw, and the centroids of k-means
+with 10,000 clusters, blurry averages that the Parzen estimate rewards. TFD has no labels: its
+quality cells read "n/a" and it has no reference rows unless asked for (Parzen only).
+
 Each reported trial's child run gets the test metrics and its artifacts (Figure 2-style samples
 with nearest training examples, Figure 3-style interpolations in z space, learning curves, the
 generator's state dict, the search-space file); the parent run gets Table 1 as Markdown, CSV and
@@ -26,8 +33,8 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +69,8 @@ PAPER_TABLE: dict[str, dict[str, tuple[float, float]]] = {
     "Adversarial nets": {"mnist": (225.0, 2.0), "tfd": (2057.0, 26.0)},
 }
 PAPER = "Goodfellow et al. (2014), Table 1"
+REFERENCE = "reference"  # the `source` of the reference rows in the long table
+QUALITY_FIELDS = ("fid", "classes_covered", "n_classes", "class_kl", "confidence")
 DATASET_LABELS = {"mnist": "MNIST", "tfd": "TFD", "fashion_mnist": "Fashion-MNIST"}
 
 
@@ -75,6 +84,9 @@ class ReportOptions:
     retrain: bool = False  # train stopped-early trials on to the full budget first
     seed: int = 0  # seeds the noise of the final samples and of the figures
     data_dir: str | None = None
+    references: bool | None = None  # reference rows; None: on for data sets with class labels
+    reference_samples: int = 10_000  # real training images in the "real data" row
+    reference_clusters: int = 10_000  # k-means clusters in the "k-means" row
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,12 @@ class ReportRow:
     checkpoint: str
     seconds: float
     note: str
+    # The classifier's view of the same samples (gansearch.quality); None without class labels.
+    fid: float | None = None
+    classes_covered: int | None = None
+    n_classes: int | None = None
+    class_kl: float | None = None
+    confidence: float | None = None
 
 
 @dataclass
@@ -116,6 +134,7 @@ class Report:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+    references: list[Any] = field(default_factory=list)  # gansearch.references.ReferenceRow
 
 
 # --------------------------------------------------------------------------- locating a search
@@ -163,15 +182,86 @@ def _search_space(experiment_dir: Path) -> Any:
     return space
 
 
-def best_trials(results: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The `top` trials with the best validation log-likelihood that left a checkpoint."""
-    ok = results["valid_ll"].map(lambda v: v is not None and math.isfinite(v))
+def best_trials(
+    results: pd.DataFrame, top: int, metric: str = "valid_ll", mode: str = "max"
+) -> pd.DataFrame:
+    """The `top` trials with the best `metric` (validation log-likelihood by default) that left
+    a checkpoint."""
+    ok = results[metric].map(lambda v: v is not None and math.isfinite(v))
     ok &= ~results["status"].isin(["diverged", "failed"])
     ok &= results["checkpoint"].map(
         lambda c: isinstance(c, str) and (Path(c) / CHECKPOINT_FILE).exists()
     )
-    ranked = results[ok].sort_values("valid_ll", ascending=False, kind="stable")
+    ranked = results[ok].sort_values(metric, ascending=mode == "min", kind="stable")
     return ranked.head(top).reset_index(drop=True)
+
+
+def pareto_trials(results: pd.DataFrame, space: Any, top: int) -> pd.DataFrame:
+    """The first `top` trials of a multi-objective search's Pareto front (the `pareto` column
+    of results.parquet), by the final value of the primary objective, that left a checkpoint."""
+    objective = space.objective
+    front = results[results["pareto"].fillna(False).astype(bool)] if "pareto" in results else None
+    if front is None or front.empty:
+        return results.iloc[0:0]
+    return best_trials(front, top, f"final_{objective.primary}", objective.modes[0])
+
+
+def pareto_table(results: pd.DataFrame, space: Any, rows: list[ReportRow]) -> pd.DataFrame:
+    """The whole Pareto front: each member's final search values and parameters, and the test
+    numbers of the members the report evaluated (empty for the others)."""
+    objective = space.objective
+    front = results[results["pareto"].fillna(False).astype(bool)]
+    finals = [f"final_{m}" for m in objective.metrics]
+    table = front[["trial_id", "status", "epochs", *finals, *(p.key for p in space.params)]]
+    table = table.sort_values(finals[0], ascending=objective.modes[0] == "min", kind="stable")
+    table = table.reset_index(drop=True)
+    evaluated = {row.trial_id: row for row in rows}
+    for column, name in (
+        ("test_ll", "test_mean"),
+        ("test_se", "test_se"),
+        *((f"test_{q}", q) for q in QUALITY_FIELDS),
+    ):
+        table[column] = [
+            getattr(evaluated[t], name) if t in evaluated else None for t in table["trial_id"]
+        ]
+    return table
+
+
+def pareto_markdown(table: pd.DataFrame, space: Any) -> str:
+    """The Pareto front as Markdown: search values, then test numbers where evaluated."""
+    objective = space.objective
+    header = [
+        "Trial",
+        *(f"{m} ({d})" for m, d in zip(objective.metrics, objective.modes, strict=True)),
+    ]
+    header += ["Test LL", "Test FID", "Classes", "Parameters"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.to_dict("records"):
+        values = [f"{row[f'final_{m}']:.2f}" for m in objective.metrics]
+        test = f"{row['test_ll']:.2f} ± {row['test_se']:.2f}" if pd.notna(row["test_ll"]) else ""
+        fid = f"{row['test_fid']:.2f}" if pd.notna(row.get("test_fid")) else ""
+        covered = (
+            f"{int(row['test_classes_covered'])}/{int(row['test_n_classes'])}"
+            if pd.notna(row.get("test_classes_covered"))
+            else ""
+        )
+        params = ", ".join(
+            f"{p.key}={row[p.key]:.4g}"
+            if isinstance(row[p.key], float)
+            else f"{p.key}={row[p.key]}"
+            for p in space.params
+        )
+        lines.append(
+            "| " + " | ".join([row["trial_id"], *values, test, fid, covered, params]) + " |"
+        )
+    lines.append("")
+    lines.append(
+        f"Pareto front of {len(table)} trial(s): no other trial of the search is at least as "
+        "good on every objective and better on one. Objective values are each trial's last "
+        "evaluation during the search (what Optuna was told); test columns are the report's "
+        "final evaluation, for the members it evaluated (--top)."
+    )
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -254,14 +344,33 @@ def learning_curves(history: list[Any], path: Path, title: str, stopped_at: int 
 # --------------------------------------------------------------------------- Table 1
 
 
-def table1(rows: list[ReportRow]) -> pd.DataFrame:
-    """Table 1 in long format: one row per (model, data set), the paper's first, then ours."""
+def table1(rows: list[ReportRow], references: Sequence[Any] = ()) -> pd.DataFrame:
+    """Table 1 in long format: one row per (model, data set): the paper's, the reference rows
+    (gansearch.references.ReferenceRow), then ours; quality columns are empty where unknown."""
     records: list[dict[str, Any]] = []
     for model, cells in PAPER_TABLE.items():
         for dataset, (mean, se) in cells.items():
             records.append(
                 {"source": PAPER, "model": model, "dataset": dataset, "test_ll": mean, "se": se}
             )
+    for ref in references:
+        records.append(
+            {
+                "source": REFERENCE,
+                "model": ref.label,
+                "dataset": ref.dataset,
+                "test_ll": ref.test_mean,
+                "se": ref.test_se,
+                "kind": ref.kind,
+                "n_samples": ref.n,
+                "sigma": ref.sigma,
+                "valid_mean": ref.valid_mean,
+                "valid_se": ref.valid_se,
+                **{k: getattr(ref, k) for k in QUALITY_FIELDS},
+                "seconds": ref.seconds,
+                "note": ref.note,
+            }
+        )
     for row in rows:
         records.append(
             {
@@ -276,25 +385,97 @@ def table1(rows: list[ReportRow]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def table1_markdown(rows: list[ReportRow]) -> str:
-    """Table 1 laid out as in the paper (a column per data set), with our rows below."""
-    datasets = ["mnist", "tfd"] + sorted({r.dataset for r in rows} - {"mnist", "tfd"})
-    header = ["Model", *(DATASET_LABELS.get(d, d) for d in datasets), "Notes"]
+def table1_markdown(rows: list[ReportRow], references: Sequence[Any] = ()) -> str:
+    """Table 1 laid out as in the paper (a column per data set), then the reference rows, our
+    rows, and the quality columns (FID, classes covered, confidence) of the searched data set."""
+    ours = {r.dataset for r in rows} | {r.dataset for r in references}
+    datasets = ["mnist", "tfd"] + sorted(ours - {"mnist", "tfd"})
+    header = ["Model", *(DATASET_LABELS.get(d, d) for d in datasets)]
+    header += ["FID", "Classes covered (KL)", "Confidence", "Notes"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, cells in PAPER_TABLE.items():
         values = [_cell(*cells[d], paper=True) if d in cells else "" for d in datasets]
-        lines.append("| " + " | ".join([model, *values, "the paper"]) + " |")
+        lines.append("| " + " | ".join([model, *values, "", "", "", "the paper"]) + " |")
+    for ref in references:
+        values = [_cell(ref.test_mean, ref.test_se) if d == ref.dataset else "" for d in datasets]
+        name = f"Reference: {ref.label}"
+        lines.append("| " + " | ".join([name, *values, *_quality_cells(ref), ref.note]) + " |")
     for row in rows:
         values = [_cell(row.test_mean, row.test_se) if d == row.dataset else "" for d in datasets]
         name = f"gansearch #{row.rank}: trial {row.trial_id}"
-        lines.append("| " + " | ".join([name, *values, row.note]) + " |")
+        lines.append("| " + " | ".join([name, *values, *_quality_cells(row), row.note]) + " |")
     lines.append("")
     lines.append(
         "Parzen-window test log-likelihood (higher is better), mean ± standard error. Our rows: "
         "each configuration's generator, samples seeded as noted, sigma cross-validated on the "
         "validation set. Only numbers in the same column are comparable."
     )
+    if any(r.fid is not None for r in [*rows, *references]):
+        lines.append("")
+        lines.append(
+            "Quality columns (the searched data set), from a classifier trained on its training "
+            "split: FID, the Fréchet distance between the classifier's features of the samples "
+            "and of the test set (lower is better; biased upwards for fewer samples, so compare "
+            "rows with as many samples); classes covered, those that get at least a tenth of "
+            "their test-set share, with KL(samples ‖ test) of the class histograms in nats; "
+            "confidence, the classifier's mean top class probability (blur lowers it)."
+        )
+    elif rows:
+        lines.append("")
+        lines.append(
+            f"Quality columns n/a: {rows[0].dataset} has no class labels, so there is no "
+            "classifier to compute FID, mode coverage and confidence with."
+        )
+    note = reference_note(references)
+    if note:
+        lines.append("")
+        lines.append(note)
     return "\n".join(lines) + "\n"
+
+
+def reference_note(references: Sequence[Any]) -> str:
+    """What the reference rows mean, in their own measured numbers ("" without both rows)."""
+    by_kind = {r.kind: r for r in references}
+    real, kmeans = by_kind.get("real"), by_kind.get("kmeans")
+    if real is None or kmeans is None:
+        return ""
+    text = (
+        f"Reference rows, measured exactly as ours: {real.n:,} real training images are what a "
+        f"perfect generator would draw, so a Parzen score far above their {real.test_mean:.2f} "
+        f"nats means blur, not a better generator. The {kmeans.n:,} k-means centroids are "
+        f"blurry averages of training images: Parzen scores them at {kmeans.test_mean:.2f}, "
+        f"{'above' if kmeans.test_mean > real.test_mean else 'below'} real data"
+    )
+    if real.fid is None or kmeans.fid is None:
+        return text + "."
+    text += (
+        f"; FID gives them {kmeans.fid:.2f} (real data {real.fid:.2f}), confidence "
+        f"{kmeans.confidence:.3f} ({real.confidence:.3f}), {kmeans.classes_covered} of "
+        f"{kmeans.n_classes} classes ({real.classes_covered})"
+    )
+    worse = [
+        name
+        for name, lower in (
+            ("FID", kmeans.fid > real.fid),
+            ("confidence", kmeans.confidence < real.confidence),
+            ("coverage", kmeans.classes_covered < real.classes_covered),
+        )
+        if lower
+    ]
+    if worse:
+        verb = "ranks" if len(worse) == 1 else "rank"
+        return f"{text}: {' and '.join(worse)} {verb} them below real data."
+    return f"{text}: at these sizes none of them ranks them below real data."
+
+
+def _quality_cells(row: Any) -> list[str]:
+    if row.fid is None:
+        return ["n/a", "n/a", "n/a"]
+    return [
+        f"{row.fid:.2f}",
+        f"{row.classes_covered}/{row.n_classes} ({row.class_kl:.3f})",
+        f"{row.confidence:.3f}",
+    ]
 
 
 def _cell(mean: float, se: float, paper: bool = False) -> str:
@@ -320,7 +501,13 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     experiment_dir = Path(options.experiment_dir).resolve()
     space = _search_space(experiment_dir)
     results = pd.read_parquet(experiment_dir / RESULTS_FILE)
-    chosen = best_trials(results, options.top)
+    objective = space.objective
+    if objective.multi:
+        chosen = pareto_trials(results, space, options.top)
+    elif objective.primary in results:
+        chosen = best_trials(results, options.top, objective.primary, objective.modes[0])
+    else:
+        chosen = best_trials(results, options.top)
     if chosen.empty:
         raise GansearchError(
             f"{experiment_dir / RESULTS_FILE}: no trial has a validation log-likelihood and a "
@@ -339,9 +526,14 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     max_epochs = space.budget.max_epochs
     out_dir = experiment_dir / REPORT_DIR
     say(
-        f"report: final Parzen evaluation of the best {len(chosen)} of {len(results)} trials of "
-        f"{experiment_dir.name} (seed {options.seed}); MLflow: {uri}"
+        "report: final Parzen evaluation of the "
+        + ("first " if objective.multi else "best ")
+        + f"{len(chosen)} of {len(results)} trials of {experiment_dir.name}"
+        + (" on the Pareto front" if objective.multi else "")
+        + f" (seed {options.seed}); MLflow: {uri}"
     )
+    scorer = _quality_scorer(dataset, say)
+    protocol = None
     rows: list[ReportRow] = []
     for rank, trial in enumerate(chosen.to_dict("records"), start=1):
         started = time.perf_counter()
@@ -356,6 +548,8 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
             trainer, checkpoint = _retrain(trainer, folder, max_epochs, dataset, say, rank)
             retrained = True
         result, samples = final_evaluation(trainer, options.seed)
+        quality = scorer.score(samples, f"trial {trial_id}") if scorer is not None else None
+        protocol = _protocol(trainer)
 
         e = trainer.config.eval
         n_grid = e.grid_rows * e.grid_cols
@@ -420,26 +614,48 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
                 len(samples),
                 options.seed,
             ),
+            **{k: getattr(quality, k) for k in QUALITY_FIELDS if quality is not None},
         )
         run_id = _log_trial(store, experiment_id, parent_id, child_runs, trial, space, row, files)
         seconds = time.perf_counter() - started
         row = _replace(row, run_id=run_id, seconds=seconds)
         rows.append(row)
+        fid = "" if quality is None else f", FID {quality.fid:.2f}"
         say(
             f"report {rank}/{len(chosen)}: trial {trial_id} ({row.epochs} epochs"
             f"{', retrained' if retrained else ''}): test log-likelihood {row.test_mean:.2f} ± "
-            f"{row.test_se:.2f} (sigma {row.sigma:.4f}, {row.n_samples} samples) in {seconds:.1f} s"
+            f"{row.test_se:.2f} (sigma {row.sigma:.4f}, {row.n_samples} samples){fid} in "
+            f"{seconds:.1f} s"
         )
 
-    table = table1(rows)
-    markdown = table1_markdown(rows)
+    references = []
+    if options.references or (options.references is None and scorer is not None):
+        from gansearch.references import reference_rows
+
+        references = reference_rows(
+            dataset,
+            scorer,
+            n_samples=options.reference_samples,
+            n_clusters=options.reference_clusters,
+            parzen=protocol,
+            say=lambda text: say(f"report: {text}"),
+        )
+    table = table1(rows, references)
+    markdown = table1_markdown(rows, references)
     out_dir.mkdir(parents=True, exist_ok=True)
+    pareto_files: list[Path] = []
+    if objective.multi:
+        pareto_files = _write_pareto(results, space, rows, out_dir, experiment_dir.name)
+        markdown += "\n## Pareto front\n\n" + pareto_files[0].read_text(encoding="utf-8")
     (out_dir / f"{TABLE_NAME}.md").write_text(markdown, encoding="utf-8")
     table.to_csv(out_dir / f"{TABLE_NAME}.csv", index=False)
     table.to_parquet(out_dir / f"{TABLE_NAME}.parquet", index=False)
     try:
         for suffix in ("md", "csv", "parquet"):
             store.client.log_artifact(parent_id, str(out_dir / f"{TABLE_NAME}.{suffix}"), "table1")
+        _log_references(store, parent_id, references)
+        for path in pareto_files:
+            store.client.log_artifact(parent_id, str(path), "pareto")
         store.client.set_tag(parent_id, "gansearch.report", f"top {len(rows)}, seed {options.seed}")
     except Exception as exc:
         raise GansearchError(f"MLflow: cannot log Table 1 to run {parent_id}: {exc}") from None
@@ -451,7 +667,74 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         tracking_uri=uri,
         experiment_id=experiment_id,
         parent_run_id=parent_id,
+        references=references,
     )
+
+
+def _write_pareto(
+    results: pd.DataFrame, space: Any, rows: list[ReportRow], out_dir: Path, name: str
+) -> list[Path]:
+    """pareto.md, pareto.csv and pareto.png (every trial's final objectives, front marked)."""
+    from gansearch.figures import pareto_plot
+
+    objective = space.objective
+    front = pareto_table(results, space, rows)
+    files = [out_dir / "pareto.md", out_dir / "pareto.csv"]
+    files[0].write_text(pareto_markdown(front, space), encoding="utf-8")
+    front.to_csv(files[1], index=False)
+    usable = results[~results["status"].isin(["diverged", "failed"])]
+    finals = usable[[f"final_{m}" for m in objective.metrics]].to_numpy(dtype=float)
+    files.append(
+        pareto_plot(
+            finals,
+            usable["pareto"].fillna(False).astype(bool).to_numpy(),
+            usable["trial_id"].astype(str).tolist(),
+            objective.metrics,
+            objective.modes,
+            out_dir / "pareto.png",
+            f"{name}: {len(usable)} trials, Pareto front of {len(front)}",
+        )
+    )
+    return files
+
+
+def _quality_scorer(dataset: Any, say: Callable[[str], None]) -> Any:
+    """The data set's classifier (trained and cached the first time); None without labels."""
+    from gansearch.quality import load_scorer
+
+    if dataset.train_labels is None or dataset.test_labels is None:
+        say(f"report: {dataset.name} has no class labels: no FID, mode coverage or confidence")
+        return None
+    scorer = load_scorer(dataset, say=lambda text: say(f"report: {text}"))
+    say(
+        f"report: quality metrics from the {dataset.name} classifier (test accuracy "
+        f"{scorer.test_accuracy:.2%}, {scorer.path})"
+    )
+    return scorer
+
+
+def _protocol(trainer: Any) -> Any:
+    """The ParzenConfig of the trials' final evaluation, for the reference rows."""
+    from gansearch.parzen import ParzenConfig
+
+    e = trainer.config.eval
+    return ParzenConfig(
+        sigmas=e.sigmas, n_valid=e.final_n_valid, precision=e.precision, device=str(trainer.device)
+    )
+
+
+def _log_references(store: TrackingStore, parent_id: str, references: Sequence[Any]) -> None:
+    """The reference rows' numbers on the search's parent run: reference_<kind>_<metric>."""
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    metrics = [
+        Metric(f"reference_{ref.kind}_{name}", value, stamp, 0)
+        for ref in references
+        for name, value in ref.metrics().items()
+    ]
+    if metrics:
+        store.client.log_batch(parent_id, metrics=metrics)
 
 
 def _replace(row: ReportRow, **changes: Any) -> ReportRow:
@@ -552,6 +835,9 @@ def _log_trial(
             "final_valid_se": row.valid_se,
             "final_samples": row.n_samples,
         }
+        for name in ("fid", "classes_covered", "class_kl", "confidence"):
+            if getattr(row, name) is not None:
+                values[f"test_{name}"] = getattr(row, name)
         metrics = [Metric(k, float(v), stamp, row.epochs) for k, v in values.items()]
         tags = [
             RunTag("gansearch.report_rank", str(row.rank)),

@@ -69,7 +69,7 @@ def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
     from mlflow import MlflowClient
 
     args = ["run", "--space", str(PARETO), "--results-dir", str(tmp_path), "--max-epochs", "6"]
-    assert main([*args, "--report-top", "0"]) == 0
+    assert main([*args, "--report-top", "2"]) == 0
     out, _ = capsys.readouterr()
     experiment = tmp_path / "digits-pareto"
     table = pd.read_parquet(experiment / "results.parquet")
@@ -110,6 +110,22 @@ def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
         covered = client.get_metric_history(run.info.run_id, "classes_covered")
         epochs = int(run.data.metrics["epoch"])
         assert [m.step for m in fid] == list(range(1, epochs + 1)) == [m.step for m in covered]
+    # The report evaluates the front (not the best valid_ll) and logs its table and scatter plot.
+    report = experiment / "report"
+    front_md = (report / "pareto.md").read_text()
+    for row in front.itertuples():
+        assert f"| {row.trial_id} | {row.final_valid_ll:.2f} | {row.final_fid:.2f} |" in front_md
+    evaluated = pd.read_csv(report / "table1.csv")
+    ours = evaluated[evaluated["source"] == "gansearch"]
+    assert set(ours["trial_id"]) <= set(front["trial_id"]) and len(ours) == min(2, len(front))
+    assert (report / "pareto.png").stat().st_size > 0
+    (parent,) = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if r.info.run_id not in {c.info.run_id for c in children}
+    ]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
+    assert logged == {"pareto/pareto.md", "pareto/pareto.csv", "pareto/pareto.png"}
 
 
 def test_divergence_fails_in_optuna_and_crashes_are_retried(tmp_path, capsys):

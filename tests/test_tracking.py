@@ -24,7 +24,8 @@ from mlflow import MlflowClient
 from gansearch.cli import main
 from gansearch.data import load_dataset
 from gansearch.parzen import ParzenConfig, evaluate
-from gansearch.report import PAPER_TABLE
+from gansearch.quality import load_scorer
+from gansearch.report import PAPER, PAPER_TABLE
 from gansearch.tracking import EPOCH_METRICS, default_tracking_uri, param_name
 from gansearch.trainer import Trainer
 
@@ -151,7 +152,7 @@ def test_parent_run_has_table1_with_our_rows_beside_the_papers(search, tmp_path)
     table = pd.read_parquet(Path(local) / "table1.parquet")
     csv = pd.read_csv(Path(local) / "table1.csv")
     assert len(csv) == len(table)
-    paper = table[table["source"] != "gansearch"]
+    paper = table[table["source"] == PAPER]
     assert len(paper) == 8
     for model, cells in PAPER_TABLE.items():
         for dataset, (mean, se) in cells.items():
@@ -161,7 +162,20 @@ def test_parent_run_has_table1_with_our_rows_beside_the_papers(search, tmp_path)
     best3 = search.results.sort_values("valid_ll", ascending=False)["trial_id"].head(3)
     assert ours["trial_id"].tolist() == best3.tolist()
     assert (ours["dataset"] == "digits").all() and (ours["n_samples"] == 10_000).all()
+    assert ours["fid"].notna().all() and (ours["n_classes"] == 10).all()
+    # The reference rows, at the default sizes capped for digits' 1,197 training images.
+    refs = table[table["source"] == "reference"].set_index("kind")
+    assert refs["n_samples"].to_dict() == {"real": 1197, "kmeans": 239}
+    assert refs.loc["real", "classes_covered"] == 10 and refs["fid"].notna().all()
+    metrics = search.client.get_run(parent.info.run_id).data.metrics
+    assert metrics["reference_real_test_mean"] == refs.loc["real", "test_ll"]
+    assert metrics["reference_kmeans_fid"] == pytest.approx(refs.loc["kmeans", "fid"])
     markdown = (Path(local) / "table1.md").read_text()
+    real = refs.loc["real"]
+    assert f"| Reference: {real['model']} |  |  | {real['test_ll']:.2f} ± {real['se']:.2f} |" in (
+        markdown
+    )
+    assert f"far above their {real['test_ll']:.2f} nats means blur" in markdown
     for text in ("| Adversarial nets | 225 ± 2 | 2057 ± 26 |", "| DBN | 138 ± 2 | 1909 ± 66 |"):
         assert text in markdown
     for trial_id, value in zip(ours["trial_id"], ours["test_ll"], strict=True):
@@ -174,6 +188,7 @@ def test_reported_test_metrics_match_a_direct_parzen_evaluation(search):
     table = pd.read_parquet(search.root / "small" / "report" / "table1.parquet")
     ours = table[table["source"] == "gansearch"]
     dataset = load_dataset("digits")
+    scorer = load_scorer(dataset, train=False)  # the report trained it into the session cache
     values = set()
     for row in ours.to_dict("records"):
         run = search.client.get_run(row["run_id"])
@@ -189,6 +204,11 @@ def test_reported_test_metrics_match_a_direct_parzen_evaluation(search):
         assert metrics["test_ll_se"] == pytest.approx(direct.test_se, rel=1e-9)
         assert metrics["test_sigma"] == direct.sigma
         assert row["test_ll"] == metrics["test_ll"]
+        quality = scorer.score(samples)
+        assert metrics["test_fid"] == pytest.approx(quality.fid, rel=1e-9) == row["fid"]
+        assert metrics["test_classes_covered"] == quality.classes_covered
+        assert metrics["test_class_kl"] == pytest.approx(quality.class_kl, abs=1e-12)
+        assert metrics["test_confidence"] == pytest.approx(quality.confidence, rel=1e-9)
         values.add(round(direct.test_mean, 6))
         artifacts = {a.path for a in search.client.list_artifacts(row["run_id"], "report")}
         expected = {"samples.png", "interpolations.png", "learning_curves.png", "generator.pt"}
@@ -227,10 +247,11 @@ def test_report_on_demand_retrains_stopped_trials_and_marks_them(search, capsys)
     stopped = search.results[search.results["status"] == "stopped early"]
     assert len(stopped) >= 1, "ASHA stopped no trial: nothing to retrain"
     args = ["report", "--results-dir", str(search.root), "--top", str(TRIALS), "--retrain"]
-    assert main([*args, "--seed", "7"]) == 0
+    assert main([*args, "--seed", "7", "--no-references"]) == 0
     out, err = capsys.readouterr()
     assert err.count("report ") >= TRIALS and "retraining from epoch" in err
     table = pd.read_parquet(search.root / "small" / "report" / "table1.parquet")
+    assert "reference" not in set(table["source"]) and "Reference:" not in out
     ours = table[table["source"] == "gansearch"].set_index("trial_id")
     assert len(ours) == TRIALS and (ours["epochs"] == 3).all() and (ours["seed"] == 7).all()
     assert set(ours.index[ours["retrained"]]) == set(stopped["trial_id"])

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _load_samples(path: Path) -> np.ndarray:
+def load_samples(path: Path) -> np.ndarray:
+    """A .npy array of samples; UsageError for a missing or unreadable file."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
@@ -52,7 +53,8 @@ def _load_samples(path: Path) -> np.ndarray:
         raise UsageError(f"{path}: not a readable .npy array ({exc})") from exc
 
 
-def _print_result(label: str, result: ParzenResult, config: ParzenConfig) -> None:
+def print_result(label: str, result: ParzenResult, config: ParzenConfig) -> None:
+    """sigma's cross-validation, sigma, and both log-likelihoods, one per line."""
     if len(result.sigma_scores) > 1:
         print(f"{label}sigma cross-validation (mean validation log-likelihood):")
         for sigma, score in zip(config.sigmas, result.sigma_scores, strict=True):
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         folds = [args.fold] if args.fold is not None else list(range(N_FOLDS))
     if len(args.samples) not in (1, len(folds)):
         raise UsageError(f"give one --samples file, or one per fold ({len(folds)})")
-    raw = [_load_samples(path) for path in args.samples]
+    raw = [load_samples(path) for path in args.samples]
     results: list[dict] = []
     for i, fold in enumerate(folds):
         data = load_dataset(args.dataset, args.data_dir, fold=fold or 0)
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(samples, data.valid, data.test, config, sigma=args.sigma)
         print(f"{label}done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         if not args.json:
-            _print_result(label, result, config)
+            print_result(label, result, config)
         results.append({"fold": fold, **result.__dict__})
     summary: dict = {"dataset": args.dataset, "results": results}
     if len(folds) > 1:
