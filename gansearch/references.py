@@ -54,7 +54,6 @@ KMEANS_MAX_ITER = 30
 KMEANS_TOL = 1e-4  # scikit-learn's: relative to the mean variance of the pixels
 PROGRESS_SECONDS = 10.0  # at most one k-means progress line this often
 KINDS = ("real", "kmeans")
-LABELLED_DATASETS = ("mnist", "fashion_mnist", "digits")  # with classifier metrics; TFD has none
 
 
 @dataclass(frozen=True)

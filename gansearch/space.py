@@ -43,7 +43,7 @@ from typing import Any
 
 import optuna
 
-from gansearch.data import DATASETS
+from gansearch.data import DATASETS, LABELLED_DATASETS
 from gansearch.errors import ConfigError
 from gansearch.objectives import METRICS, PARZEN_METRIC, QUALITY_METRICS
 from gansearch.schema import build, fail, read_yaml
@@ -66,7 +66,6 @@ SAMPLERS = {
 }
 SCHEDULERS = ("asha", "median", "none")
 SINGLE_OBJECTIVE_ONLY = ("cmaes",)  # Optuna samplers that cannot search several objectives
-LABELLED_DATASETS = ("mnist", "fashion_mnist", "digits")  # the quality classifier needs labels
 # Trainer settings that other sections own: searching or fixing them in `trainer` is an error.
 OWNED = {
     "data": "dataset",

@@ -21,10 +21,18 @@ from gansearch.data.locate import cache_dir, resolve_data_dir
 from gansearch.errors import DataError
 
 DATASETS = ("mnist", "fashion_mnist", "digits", "tfd")
+LABELLED_DATASETS = ("mnist", "fashion_mnist", "digits")  # class labels; TFD has none
 N_TRAIN_MNIST = 50_000
 IDX_SOURCES = {"mnist": idx.MNIST, "fashion_mnist": idx.FASHION_MNIST}
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "resolve_data_dir", "cache_dir"]
+__all__ = [
+    "DATASETS",
+    "LABELLED_DATASETS",
+    "Dataset",
+    "load_dataset",
+    "resolve_data_dir",
+    "cache_dir",
+]
 
 
 def _canonical(name: str) -> str:
