@@ -134,6 +134,7 @@ class QualityScorer:
     epochs: int = 0
     train_seconds: float = 0.0
     path: Path | None = None  # where it is cached
+    from_cache: bool = False  # read from the cache rather than trained by this process
     batch: int = 2000
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
@@ -382,6 +383,7 @@ def read_scorer(path: Path) -> QualityScorer:
         epochs=int(state["epochs"]),
         train_seconds=float(state["train_seconds"]),
         path=Path(path),
+        from_cache=True,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from gansearch.data import DATASETS
 
@@ -25,8 +24,8 @@ def say(text: str) -> None:
 
 def require_labels(dataset: str) -> None:
     """UsageError for a data set without class labels (no classifier, no quality metrics)."""
+    from gansearch.data import LABELLED_DATASETS
     from gansearch.errors import UsageError
-    from gansearch.references import LABELLED_DATASETS
 
     if dataset not in LABELLED_DATASETS:
         raise UsageError(
@@ -42,9 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     require_labels(args.dataset)
     data = load_dataset(args.dataset, args.data_dir)
-    started = time.time()
     scorer = load_scorer(data, retrain=args.retrain, say=say)
-    trained = scorer.path is not None and scorer.path.stat().st_mtime >= started - 1
+    trained = not scorer.from_cache
     how = f"trained in {scorer.train_seconds:.0f} s" if trained else "cached"
     print(
         f"classifier for {data.name}: test accuracy {scorer.test_accuracy:.2%} on "
