@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gansearch.parzen import DEFAULT_SIGMAS
+from gansearch.parzen import DEFAULT_SIGMAS, FINE_SIGMAS
 from gansearch.schema import build, fail, read_yaml
 
 NOISE_KINDS = ("uniform", "gaussian")
@@ -41,10 +41,11 @@ class GeneratorConfig:
     """MLP generator: noise -> ReLU layers -> sigmoid pixels."""
 
     noise_dim: int = 100
-    noise: str = (
-        "uniform"  # uniform in [-noise_scale, noise_scale] or gaussian with std noise_scale
-    )
-    noise_scale: float = math.sqrt(3.0)  # sqrt(3): unit-variance uniform noise, as mnist.yaml
+    # gaussian N(0, noise_scale^2), as the released MNIST run drew it (its Generator's default),
+    # or uniform in [-noise_scale, noise_scale].
+    noise: str = "gaussian"
+    # None: unit variance (std 1 for gaussian, sqrt(3) for uniform).
+    noise_scale: float | None = None
     units: tuple[int, ...] = (1200, 1200)  # one entry per ReLU layer
     init_range: float = 0.05  # weights uniform in [-init_range, init_range], biases 0
     output_bias: str = "marginals"  # logit of the training set's mean pixels, or zero
@@ -93,7 +94,10 @@ class EvalConfig:
     n_valid: int | None = 1000  # first n validation examples; null = all
     final_samples: int = 10_000
     final_n_valid: int | None = 1000
-    sigmas: tuple[float, ...] = DEFAULT_SIGMAS
+    sigmas: tuple[float, ...] = DEFAULT_SIGMAS  # the grid that chooses sigma (and the epoch)
+    # The final evaluation also reports sigma chosen on this finer grid (same validation images).
+    fine_sigmas: tuple[float, ...] = FINE_SIGMAS
+    quality: bool = False  # FID, classes covered and confidence of the samples at eval epochs
     precision: str = "float32"
     grid_rows: int = 10
     grid_cols: int = 10
@@ -208,7 +212,7 @@ def validate(config: TrainConfig, source: str = "<config>") -> None:
         f"must be one of {', '.join(NOISE_KINDS)}, got {g.noise!r}",
     )
     _check(
-        _finite(g.noise_scale) and g.noise_scale > 0,
+        g.noise_scale is None or (_finite(g.noise_scale) and g.noise_scale > 0),
         source,
         "generator.noise_scale",
         f"must be > 0, got {g.noise_scale}",
@@ -302,9 +306,11 @@ def validate(config: TrainConfig, source: str = "<config>") -> None:
     for name in ("n_valid", "final_n_valid"):
         v = getattr(e, name)
         _check(v is None or v >= 1, source, f"eval.{name}", f"must be >= 1 or null, got {v}")
-    _check(len(e.sigmas) >= 1, source, "eval.sigmas", "must list at least one sigma")
-    for i, s in enumerate(e.sigmas):
-        _check(_finite(s) and s > 0, source, f"eval.sigmas[{i}]", f"must be > 0, got {s}")
+    for name in ("sigmas", "fine_sigmas"):
+        grid = getattr(e, name)
+        _check(len(grid) >= 1, source, f"eval.{name}", "must list at least one sigma")
+        for i, s in enumerate(grid):
+            _check(_finite(s) and s > 0, source, f"eval.{name}[{i}]", f"must be > 0, got {s}")
     _check(
         e.precision in PRECISIONS,
         source,

@@ -185,8 +185,9 @@ class Trainer:
         rng = self.rngs["noise"] if rng is None else rng
         z = torch.empty(n, g.noise_dim, device=self.device)
         if g.noise == "uniform":
-            return z.uniform_(-g.noise_scale, g.noise_scale, generator=rng)
-        return z.normal_(0.0, g.noise_scale, generator=rng)
+            scale = math.sqrt(3.0) if g.noise_scale is None else g.noise_scale
+            return z.uniform_(-scale, scale, generator=rng)
+        return z.normal_(0.0, 1.0 if g.noise_scale is None else g.noise_scale, generator=rng)
 
     @staticmethod
     @torch.no_grad()
@@ -373,17 +374,22 @@ class Trainer:
         *,
         test: bool = False,
         samples: torch.Tensor | None = None,
+        sigmas: tuple[float, ...] | None = None,
     ) -> Any:
         """Parzen-window log-likelihood of `n_samples` samples, sigma chosen on validation.
 
         Returns gansearch.parzen.ParzenResult (test fields filled when `test`). `samples`
-        scores samples already drawn instead of drawing new ones.
+        scores samples already drawn instead of drawing new ones; `sigmas` replaces the
+        configured grid (`eval.sigmas`).
         """
         from gansearch.parzen import ParzenConfig, evaluate
 
         e = self.config.eval
         parzen = ParzenConfig(
-            sigmas=e.sigmas, n_valid=n_valid, precision=e.precision, device=str(self.device)
+            sigmas=e.sigmas if sigmas is None else sigmas,
+            n_valid=n_valid,
+            precision=e.precision,
+            device=str(self.device),
         )
         samples = self.sample(n_samples) if samples is None else samples
         return evaluate(
@@ -473,6 +479,20 @@ class Trainer:
         trainer = cls(config, dataset, quality)
         trainer.load_state_dict(state)
         return trainer
+
+
+def best_epoch(history: list[EpochMetrics]) -> EpochMetrics | None:
+    """The evaluated epoch with the highest validation log-likelihood (the earliest on a tie).
+
+    This is how gansearch chooses a checkpoint: on validation only, never on the test set.
+    None if no epoch was evaluated.
+    """
+    best: EpochMetrics | None = None
+    for m in history:
+        if m.valid_ll is not None and math.isfinite(m.valid_ll):
+            if best is None or m.valid_ll > best.valid_ll:  # type: ignore[operator]
+                best = m
+    return best
 
 
 def _divergence(epoch: int, step: int, what: str) -> DivergenceError:

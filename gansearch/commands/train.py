@@ -1,7 +1,10 @@
 """`gansearch train`: train one configuration, checkpoint every epoch, report Table 1 numbers.
 
-Writes into --out: checkpoint.pt (after every epoch, atomically), samples.png (Figure 2 style) and
-metrics.json (every epoch's metrics and the final Parzen evaluation).
+Writes into --out: checkpoint.pt (after every epoch, atomically), best.pt (the epoch with the
+highest validation log-likelihood so far), samples.png (Figure 2 style, from best.pt) and
+metrics.json (every epoch's metrics and the final evaluation). The final Table 1 numbers are those
+of the best validation epoch, with sigma chosen on the released 10-value grid and on the finer
+`eval.fine_sigmas` grid; the test set is scored only there and chooses nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from gansearch.errors import ConfigError, UsageError
 from gansearch.train_config import TrainConfig, apply_overrides, config_to_dict, load_config
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
 SAMPLES = "samples.png"
 METRICS = "metrics.json"
 # Keys that may differ between a checkpoint's configuration and the one it resumes with.
@@ -36,6 +40,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the checkpoint in --out"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting by dotted key, value in YAML (e.g. --set generator.noise="
+        "uniform --set eval.every=10); repeatable",
+    )
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs as overrides, each value read as YAML (`10`, `null`, `[0.8, 0.5]`)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set eval.every=10")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+    return overrides
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -68,7 +96,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume), then evaluate with the final Parzen settings and draw samples."""
     config = load_config(args.config)
-    overrides: dict[str, Any] = {}
+    overrides = parse_sets(args.set)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.device is not None:
@@ -86,15 +114,20 @@ def run(args: argparse.Namespace) -> int:
 
     from gansearch.data import load_dataset
     from gansearch.figures import sample_grid
-    from gansearch.trainer import EpochMetrics, Trainer
+    from gansearch.trainer import EpochMetrics, Trainer, best_epoch
 
     dataset = load_dataset(config.data.name, args.data_dir, fold=config.data.fold)
+    quality = None
+    if config.eval.quality:
+        from gansearch.quality import load_scorer
+
+        quality = load_scorer(dataset, say=lambda text: print(text, flush=True))
     if args.resume:
         _check_same_run(load_stored_config(checkpoint), config, str(args.config))
-        trainer = Trainer.from_checkpoint(checkpoint, dataset, config=config)
+        trainer = Trainer.from_checkpoint(checkpoint, dataset, config=config, quality=quality)
         print(f"resuming {checkpoint} after epoch {trainer.epoch}", flush=True)
     else:
-        trainer = Trainer(config, dataset)
+        trainer = Trainer(config, dataset, quality=quality)
     print(
         f"training on {dataset.name} ({len(dataset.train)} examples, d={dataset.dim}) "
         f"for {config.epochs} epochs on {trainer.device} ({config.optim.update} updates)",
@@ -107,42 +140,94 @@ def run(args: argparse.Namespace) -> int:
             if m.valid_ll is not None
             else ""
         )
+        if m.fid is not None:
+            valid += f"  FID {m.fid:.2f}  classes {m.classes_covered}"
         print(
             f"epoch {m.epoch}/{config.epochs}  d_loss {_fmt(m.d_loss)}  g_loss {_fmt(m.g_loss)}  "
             f"D(x) {_fmt(m.d_real, 3)}  D(G(z)) {_fmt(m.d_fake, 3)}  lr_d {m.lr_d:.5f}  "
             f"lr_g {m.lr_g:.5f}  momentum {m.momentum:.4f}{valid}  {m.seconds:.1f} s",
             flush=True,
         )
+        if m.valid_ll is not None and best_epoch(trainer.history) is m:
+            # Written before checkpoint.pt: a crash between the two leaves a best.pt at least as
+            # new as the epoch a resume starts from, never an older one.
+            trainer.save_checkpoint(out / BEST)
         trainer.save_checkpoint(checkpoint)
 
     trainer.fit(config.epochs, callback=report)
 
+    chosen = best_epoch(trainer.history)
+    final = trainer
+    if chosen is not None and chosen.epoch != trainer.epoch:
+        if (out / BEST).exists():
+            final = Trainer.from_checkpoint(out / BEST, dataset, config=config, quality=quality)
+        else:  # a run begun before best.pt existed
+            print(f"no {out / BEST}: evaluating the last epoch instead of epoch {chosen.epoch}")
+            chosen = None
     e = config.eval
-    result = trainer.evaluate(e.final_samples, e.final_n_valid, test=True)
-    n_valid = e.final_n_valid or len(dataset.valid)
+    which = (
+        f"epoch {final.epoch} of {trainer.epoch}, the best validation log-likelihood "
+        f"({chosen.valid_ll:.2f})"
+        if chosen is not None
+        else f"the last epoch ({trainer.epoch}; no epoch was evaluated to choose on)"
+    )
+    print(f"final evaluation of {which}", flush=True)
+    samples = final.sample(e.final_samples)
+    n_valid = min(e.final_n_valid or len(dataset.valid), len(dataset.valid))
+    grids = {"released": e.sigmas, "fine": e.fine_sigmas}
+    results = {
+        name: final.evaluate(e.final_samples, e.final_n_valid, test=True, samples=samples, sigmas=g)
+        for name, g in grids.items()
+    }
     print(
-        f"Parzen log-likelihood ({e.final_samples} samples, sigma {result.sigma:.4f} chosen on "
-        f"{min(n_valid, len(dataset.valid))} validation examples):"
+        f"Parzen log-likelihood ({e.final_samples} samples, sigma chosen on {n_valid} "
+        f"validation examples):"
     )
-    print(f"  validation: {result.valid_mean:.2f} ± {result.valid_se:.2f}")
-    print(f"  test:       {result.test_mean:.2f} ± {result.test_se:.2f}")
+    for name, r in results.items():
+        print(
+            f"  {name} grid ({len(grids[name])} sigmas): sigma {r.sigma:.4f}  "
+            f"validation {r.valid_mean:.2f} ± {r.valid_se:.2f}  "
+            f"test {r.test_mean:.2f} ± {r.test_se:.2f}"
+        )
+    scores: dict[str, float] = {}
+    if quality is not None:
+        scores = quality.score(samples, "final samples").metrics()
+        print(
+            f"  FID {scores['fid']:.2f}  classes covered {int(scores['classes_covered'])} "
+            f"(KL {scores['class_kl']:.3f})  confidence {scores['confidence']:.3f}"
+        )
 
-    grid_rng = torch.Generator(device=trainer.device).manual_seed(config.seed)
-    samples = trainer.sample(e.grid_rows * e.grid_cols, rng=grid_rng).numpy()
+    grid_rng = torch.Generator(device=final.device).manual_seed(config.seed)
+    grid = final.sample(e.grid_rows * e.grid_cols, rng=grid_rng).numpy()
     png = sample_grid(
-        samples, dataset.image_shape, dataset.train, e.grid_rows, e.grid_cols, out / SAMPLES
+        grid, dataset.image_shape, dataset.train, e.grid_rows, e.grid_cols, out / SAMPLES
     )
+    released = results["released"]
     summary = {
         "config": config_to_dict(config),
         "dataset": dataset.name,
         "epochs": [m.as_dict() for m in trainer.history],
         "final": {
+            "epoch": final.epoch,
+            "chosen_on": "valid_ll" if chosen is not None else "last epoch",
             "samples": e.final_samples,
-            "sigma": result.sigma,
-            "valid_mean": result.valid_mean,
-            "valid_se": result.valid_se,
-            "test_mean": result.test_mean,
-            "test_se": result.test_se,
+            "sigma": released.sigma,
+            "valid_mean": released.valid_mean,
+            "valid_se": released.valid_se,
+            "test_mean": released.test_mean,
+            "test_se": released.test_se,
+            "grids": {
+                name: {
+                    "sigmas": len(grids[name]),
+                    "sigma": r.sigma,
+                    "valid_mean": r.valid_mean,
+                    "valid_se": r.valid_se,
+                    "test_mean": r.test_mean,
+                    "test_se": r.test_se,
+                }
+                for name, r in results.items()
+            },
+            **scores,
         },
     }
     tmp = out / f".{METRICS}.tmp"
