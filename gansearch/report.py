@@ -4,14 +4,18 @@
     print(report.markdown)
 
 The best `top` trials by validation log-likelihood get the paper's final evaluation: the trainer
-config's `eval.final_samples` samples (10,000 by default) from the trial's last checkpoint, drawn
+config's `eval.final_samples` samples (10,000 by default) from the trial's best checkpoint (its
+epoch with the best validation log-likelihood, which the table names; the test set chooses
+nothing), drawn
 with noise from `torch.Generator().manual_seed(seed)` so anyone can recompute them; sigma
 cross-validated on the first `eval.final_n_valid` validation examples; the mean test
 log-likelihood with its standard error. A search runs on one data set (for TFD, one fold), so a
 TFD row is one fold's number with the standard error across its test examples, and says so (the
 paper's is across five folds). With `retrain`, a trial that ASHA stopped early is first trained on
-from its checkpoint to the search's full epoch budget (resuming is exact, so this is the
-configuration trained to its budget); the table marks those rows.
+from its last checkpoint to the search's full epoch budget (resuming is exact, so this is the
+configuration trained to its budget), and the best validation epoch of the whole run is
+evaluated; the table marks those rows. A multi-objective search reports its Pareto front, which
+is made of the trials' last evaluations, so there the last checkpoint is evaluated.
 
 Where the data set has class labels (MNIST, Fashion-MNIST, digits), the same samples are also
 scored by gansearch.quality's classifier (FID against the test set, classes covered and class KL,
@@ -58,6 +62,8 @@ RESULTS_FILE = "results.parquet"
 SPACE_COPY = "search_space.yaml"
 META_FILE = "gansearch.json"
 CHECKPOINT_FILE = "trainer.pt"
+RETRAINED = "retrained.pt"  # a stopped-early trial trained on to the budget (`retrain`)
+RETRAINED_BEST = "retrained-best.pt"  # its best validation epoch, when after the search's
 REPORT_DIR = "report"
 TABLE_NAME = "table1"
 
@@ -100,8 +106,9 @@ class ReportRow:
     fold: int | None
     status: str  # the trial's Tune outcome
     search_valid_ll: float  # best validation LL during the search (the ranking)
-    epochs: int  # epochs of the evaluated generator
+    epochs: int  # epochs of the evaluated generator (the best validation epoch)
     max_epochs: int
+    trained_epochs: int  # epochs the trial was trained for (with `retrain`, after retraining)
     retrained: bool
     sigma: float
     valid_mean: float
@@ -307,8 +314,15 @@ def interpolations(trainer: Any, rows: int, steps: int, seed: int) -> np.ndarray
     return images
 
 
-def learning_curves(history: list[Any], path: Path, title: str, stopped_at: int | None) -> Path:
-    """Losses, D outputs and validation log-likelihood against epoch, as a PNG (Agg)."""
+def learning_curves(
+    history: list[Any],
+    path: Path,
+    title: str,
+    stopped_at: int | None,
+    chosen: int | None = None,
+) -> Path:
+    """Losses, D outputs and validation log-likelihood against epoch, as a PNG (Agg);
+    `chosen` marks the epoch whose checkpoint Table 1 evaluates."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -334,6 +348,8 @@ def learning_curves(history: list[Any], path: Path, title: str, stopped_at: int 
         axes.set_ylabel(label)
         if stopped_at is not None:
             axes.axvline(stopped_at, color="grey", linestyle=":", label="search stopped")
+        if chosen is not None:
+            axes.axvline(chosen, color="tab:red", linestyle="--", label="evaluated epoch")
         axes.legend(fontsize="small")
     figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -540,13 +556,22 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         trial_id = str(trial["trial_id"])
         folder = out_dir / trial_id
         folder.mkdir(parents=True, exist_ok=True)
-        checkpoint = Path(trial["checkpoint"]) / CHECKPOINT_FILE
-        trainer = Trainer.from_checkpoint(checkpoint, dataset)
+        latest = Path(trial["checkpoint"]) / CHECKPOINT_FILE
+        best = trial.get("best_checkpoint")  # absent in results of older versions
+        use_best = isinstance(best, str) and not objective.multi
+        checkpoint = Path(best) / CHECKPOINT_FILE if use_best else latest
+        trainer = Trainer.from_checkpoint(latest, dataset)
         searched_epochs = trainer.epoch
-        retrained = False
+        retrained, current = False, latest  # `current`: the checkpoint `trainer` holds
         if options.retrain and trainer.epoch < max_epochs:
-            trainer, checkpoint = _retrain(trainer, folder, max_epochs, dataset, say, rank)
-            retrained = True
+            trainer, checkpoint = _retrain(
+                trainer, folder, max_epochs, dataset, say, rank, checkpoint if use_best else None
+            )
+            retrained, current = True, folder / RETRAINED
+        history = trainer.history  # the whole run, for the learning curves
+        trained_epochs = trainer.epoch
+        if checkpoint != current:
+            trainer = Trainer.from_checkpoint(checkpoint, dataset)
         result, samples = final_evaluation(trainer, options.seed)
         quality = scorer.score(samples, f"trial {trial_id}") if scorer is not None else None
         protocol = _protocol(trainer)
@@ -571,10 +596,11 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
                 folder / "interpolations.png",
             ),
             learning_curves(
-                trainer.history,
+                history,
                 folder / "learning_curves.png",
                 f"{experiment_dir.name}: trial {trial_id}",
                 searched_epochs if retrained else None,
+                chosen=trainer.epoch,
             ),
         ]
         torch.save(trainer.generator.state_dict(), folder / "generator.pt")
@@ -592,6 +618,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
             search_valid_ll=float(trial["valid_ll"]),
             epochs=trainer.epoch,
             max_epochs=max_epochs,
+            trained_epochs=trained_epochs,
             retrained=retrained,
             sigma=result.sigma,
             valid_mean=result.valid_mean,
@@ -608,6 +635,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
                 dataset.name,
                 data.fold,
                 trainer.epoch,
+                trained_epochs,
                 max_epochs,
                 searched_epochs,
                 retrained,
@@ -622,7 +650,8 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         rows.append(row)
         fid = "" if quality is None else f", FID {quality.fid:.2f}"
         say(
-            f"report {rank}/{len(chosen)}: trial {trial_id} ({row.epochs} epochs"
+            f"report {rank}/{len(chosen)}: trial {trial_id} (epoch {row.epochs} of "
+            f"{row.trained_epochs}"
             f"{', retrained' if retrained else ''}): test log-likelihood {row.test_mean:.2f} ± "
             f"{row.test_se:.2f} (sigma {row.sigma:.4f}, {row.n_samples} samples){fid} in "
             f"{seconds:.1f} s"
@@ -747,16 +776,21 @@ def _note(
     dataset: str,
     fold: int | None,
     epochs: int,
+    trained: int,
     max_epochs: int,
     searched: int,
     retrained: bool,
     n_samples: int,
     seed: int,
 ) -> str:
-    parts = [f"{n_samples} samples, seed {seed}", f"{epochs} of {max_epochs} epochs"]
+    parts = [f"{n_samples} samples, seed {seed}"]
+    if epochs == trained:
+        parts.append(f"epoch {epochs} (the last) of {max_epochs}")
+    else:
+        parts.append(f"epoch {epochs} (best validation LL) of {trained} trained, {max_epochs} max")
     if retrained:
-        parts.append(f"stopped early at {searched}, retrained to {epochs}")
-    elif epochs < max_epochs:
+        parts.append(f"stopped early at {searched}, retrained to {trained}")
+    elif trained < max_epochs:
         parts.append("stopped early, not retrained")
     if dataset == "tfd":
         parts.append(
@@ -767,26 +801,49 @@ def _note(
     return "; ".join(parts)
 
 
-def _retrain(trainer: Any, folder: Path, max_epochs: int, dataset: Any, say: Any, rank: int):
-    """Train a stopped-early trial on to `max_epochs`; reuses an earlier report's result."""
-    from gansearch.trainer import Trainer
+def _retrain(
+    trainer: Any,
+    folder: Path,
+    max_epochs: int,
+    dataset: Any,
+    say: Any,
+    rank: int,
+    best: Path | None,
+) -> tuple[Any, Path]:
+    """Train a stopped-early trial on to `max_epochs`; reuses an earlier report's result.
 
-    path = folder / "retrained.pt"
-    if path.exists():
-        done = Trainer.from_checkpoint(path, dataset)
-        if done.epoch == max_epochs and done.history[: trainer.epoch] == trainer.history:
-            say(f"report {rank}: reusing {path} ({max_epochs} epochs)")
-            return done, path
-    say(f"report {rank}: retraining from epoch {trainer.epoch} to {max_epochs}")
-    trainer.fit(
-        max_epochs,
-        callback=lambda m: say(
-            f"report {rank}:   epoch {m.epoch}/{max_epochs}"
-            + (f" valid LL {m.valid_ll:.2f}" if m.valid_ll is not None else "")
-        ),
-    )
-    trainer.save_checkpoint(path)
-    return trainer, path
+    Returns the retrained trainer and the checkpoint to evaluate: with `best` (the search's
+    best-validation checkpoint) the best validation epoch of the whole run, kept as
+    retrained-best.pt when a retrained epoch beats the search's; otherwise the last epoch.
+    """
+    from gansearch.trainer import Trainer, best_epoch
+
+    path, best_path = folder / RETRAINED, folder / RETRAINED_BEST
+    searched = list(trainer.history)
+    done = Trainer.from_checkpoint(path, dataset) if path.exists() else None
+    if done is not None and done.epoch == max_epochs and done.history[: len(searched)] == searched:
+        say(f"report {rank}: reusing {path} ({max_epochs} epochs)")
+        trainer = done
+    else:
+        say(f"report {rank}: retraining from epoch {trainer.epoch} to {max_epochs}")
+        best_path.unlink(missing_ok=True)
+
+        def progress(m: Any) -> None:
+            say(
+                f"report {rank}:   epoch {m.epoch}/{max_epochs}"
+                + (f" valid LL {m.valid_ll:.2f}" if m.valid_ll is not None else "")
+            )
+            if m.valid_ll is not None and best_epoch(trainer.history) is m:
+                trainer.save_checkpoint(best_path)
+
+        trainer.fit(max_epochs, callback=progress)
+        trainer.save_checkpoint(path)
+    if best is None:
+        return trainer, path
+    chosen = best_epoch(trainer.history)
+    if chosen is not None and chosen.epoch > len(searched) and best_path.exists():
+        return trainer, path if chosen.epoch == trainer.epoch else best_path
+    return trainer, best
 
 
 def _parent_run(store: TrackingStore, experiment_id: str, experiment_dir: Path) -> str:

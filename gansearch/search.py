@@ -4,16 +4,18 @@
     outcome = run_search(space, RunOptions())
     print(outcome.table)            # one row per trial; also written as results.parquet
 
-Every trial is `train_trial`, a Ray Tune function trainable: it builds the trainer for the
-sampled configuration, trains epoch by epoch and reports the validation Parzen log-likelihood
-(`valid_ll`) with a checkpoint after every evaluation epoch, so ASHA can stop it and a retried
-trial resumes from its last checkpoint. When the space asks for them, the same report carries
-the quality classifier's FID, class coverage and confidence (the driver trains or loads the
-classifier once and ships it to the trials); with several objectives Optuna's multi-objective
-sampler (NSGA-II by default) gets all of them, early stopping the primary one, and the result is
-a Pareto front (the `pareto` column of the results table). A diverged trial reports `diverged`
-and ends; Optuna records it as FAIL (never a NaN). Data is read through the memory-mapped Arrow
-cache, so the trials on a node share its pages and a reused actor loads it in about a
+Every trial is `train_trial`, a Ray Tune function trainable: it builds the trainer for the sampled
+configuration, trains epoch by epoch and reports the validation Parzen log-likelihood (`valid_ll`)
+with a checkpoint after every evaluation epoch, so ASHA can stop it and a retried trial resumes from
+its last checkpoint. Tune keeps two checkpoints per trial: the latest and the one of its best
+evaluation on the primary objective (`best_checkpoint` in the results table), which `gansearch
+report` evaluates, since a GAN's last epoch is seldom its best. When the space asks for them, the
+same report carries the quality classifier's FID, class coverage and confidence (the driver trains
+or loads the classifier once and ships it to the trials); with several objectives Optuna's
+multi-objective sampler (NSGA-II by default) gets all of them, early stopping the primary one, and
+the result is a Pareto front (the `pareto` column of the results table). A diverged trial reports
+`diverged` and ends; Optuna records it as FAIL (never a NaN). Data is read through the memory-mapped
+Arrow cache, so the trials on a node share its pages and a reused actor loads it in about a
 millisecond.
 """
 
@@ -465,8 +467,8 @@ def _init_ray(address: str | None) -> bool:
         "logging_level": logging.WARNING,
         "log_to_driver": False,
     }
-    # Two checkpoints per trial are kept; Tune warns about the snapshots this forces on short
-    # epochs, which says nothing actionable to a gansearch user.
+    # Two checkpoints per trial are kept (best and latest); Tune warns about the snapshots this
+    # forces on short epochs, which says nothing actionable to a gansearch user.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     # A diverged trial's last report has no valid_ll (GansearchOptunaSearch marks it FAIL).
@@ -549,7 +551,13 @@ def _build_tuner(
         callbacks=[progress.as_tune_callback(), TuneTracking(tracker, space)],
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Per trial, the checkpoint of its best evaluation on the primary objective (what the
+        # report evaluates; validation only) and, always, the latest (what a retry resumes).
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1,
+            checkpoint_score_attribute=space.objective.primary,
+            checkpoint_score_order=space.objective.modes[0],
+        ),
     )
     if options.resume:
         tuner = tune.Tuner.restore(
@@ -656,6 +664,7 @@ def results_table(
             "loop_seconds": loop,
             "overhead_seconds": wall - loop if math.isfinite(wall) else math.nan,
             "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            "best_checkpoint": _best_checkpoint(result, objective.primary),
             "nodes": _nodes(history),  # cluster (#6): the Ray nodes it ran on, in order
         }
         for param in space.params:
@@ -671,6 +680,20 @@ def results_table(
         table["pareto"] = pareto_mask(np.where(ok[:, None], finals, np.nan), objective.modes)
         sort_by, ascending = ["pareto", *sort_by], [False, *ascending]
     return table.sort_values(sort_by, ascending=ascending, na_position="last", ignore_index=True)
+
+
+def _best_checkpoint(result: Any, metric: str) -> str | None:
+    """The path of the trial's kept checkpoint with the best `metric` (the earliest on a tie),
+    chosen as Tune's checkpoint scoring chose it: on validation, never on the test set."""
+    sign = 1.0 if METRICS[metric] == "max" else -1.0
+    scored = [
+        (sign * float(m[metric]), -int(m.get("epoch", 0)), c.path)
+        for c, m in (getattr(result, "best_checkpoints", None) or [])
+        if m.get(metric) is not None and math.isfinite(float(m[metric]))
+    ]
+    if scored:
+        return max(scored)[2]
+    return result.checkpoint.path if result.checkpoint else None
 
 
 def _nodes(history: pd.DataFrame | None) -> str:

@@ -20,10 +20,11 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
 from processes import processes_with_env
 
 from gansearch.cli import main
-from gansearch.search import GansearchOptunaSearch
+from gansearch.search import GansearchOptunaSearch, _best_checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,38 @@ def test_small_search_end_to_end(tmp_path, capsys):
     assert len(states) == 8 and optuna.trial.TrialState.RUNNING not in states
     # Each 1-CPU trial ran its torch on one thread (no oversubscription).
     assert (table["threads"] == 1).all()
+    # Tune kept each trial's best-validation checkpoint beside its latest one.
+    for row in table.to_dict("records"):
+        best = torch.load(Path(row["best_checkpoint"]) / "trainer.pt", weights_only=True)
+        latest = torch.load(Path(row["checkpoint"]) / "trainer.pt", weights_only=True)
+        assert (best["epoch"], latest["epoch"]) == (row["best_epoch"], row["epochs"])
+    assert (table["best_epoch"] < table["epochs"]).any(), "no trial peaked early: proves little"
+
+
+class _Checkpoint:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class _Result:
+    def __init__(self, reports: list[dict], latest: str) -> None:
+        self.best_checkpoints = [(_Checkpoint(f"ckpt-{m['epoch']}"), m) for m in reports]
+        self.checkpoint = _Checkpoint(latest)
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [("valid_ll", "ckpt-2"), ("fid", "ckpt-3")],
+)
+def test_best_checkpoint_is_chosen_on_the_objective_in_its_direction(metric, expected):
+    reports = [
+        {"epoch": 1, "valid_ll": 1.0, "fid": 90.0},
+        {"epoch": 2, "valid_ll": 7.0, "fid": 80.0},
+        {"epoch": 3, "valid_ll": 3.0, "fid": 70.0},
+        {"epoch": 4, "valid_ll": 7.0, "fid": float("nan")},  # a tie: the earlier epoch wins
+    ]
+    assert _best_checkpoint(_Result(reports, "ckpt-4"), metric) == expected
+    assert _best_checkpoint(_Result([], "ckpt-9"), metric) == "ckpt-9"  # nothing scored
 
 
 def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(

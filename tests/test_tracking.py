@@ -25,9 +25,9 @@ from gansearch.cli import main
 from gansearch.data import load_dataset
 from gansearch.parzen import ParzenConfig, evaluate
 from gansearch.quality import load_scorer
-from gansearch.report import PAPER, PAPER_TABLE
+from gansearch.report import PAPER, PAPER_TABLE, RETRAINED
 from gansearch.tracking import EPOCH_METRICS, default_tracking_uri, param_name
-from gansearch.trainer import Trainer
+from gansearch.trainer import Trainer, best_epoch
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -191,9 +191,15 @@ def test_reported_test_metrics_match_a_direct_parzen_evaluation(search):
     dataset = load_dataset("digits")
     scorer = load_scorer(dataset, train=False)  # the report trained it into the session cache
     values = set()
+    results = search.results.set_index("trial_id")
     for row in ours.to_dict("records"):
         run = search.client.get_run(row["run_id"])
         trainer = Trainer.from_checkpoint(row["checkpoint"], dataset)
+        # The evaluated checkpoint is the trial's best validation epoch, which the table names.
+        trial = results.loc[row["trial_id"]]
+        assert Path(row["checkpoint"]).parent == Path(trial["best_checkpoint"])
+        assert trainer.epoch == row["epochs"] == trial["best_epoch"]
+        assert row["trained_epochs"] == trial["epochs"]
         e = trainer.config.eval
         samples = trainer.sample(
             e.final_samples, rng=torch.Generator().manual_seed(int(row["seed"]))
@@ -254,7 +260,14 @@ def test_report_on_demand_retrains_stopped_trials_and_marks_them(search, capsys)
     table = pd.read_parquet(search.root / "small" / "report" / "table1.parquet")
     assert "reference" not in set(table["source"]) and "Reference:" not in out
     ours = table[table["source"] == "gansearch"].set_index("trial_id")
-    assert len(ours) == TRIALS and (ours["epochs"] == 3).all() and (ours["seed"] == 7).all()
+    assert len(ours) == TRIALS and (ours["trained_epochs"] == 3).all() and (ours["seed"] == 7).all()
+    digits = load_dataset("digits")
+    for trial_id, row in ours[ours["retrained"]].iterrows():  # best epoch of the whole run
+        full = Trainer.from_checkpoint(
+            search.root / "small" / "report" / trial_id / RETRAINED, digits
+        )
+        assert full.epoch == 3 and row["epochs"] == best_epoch(full.history).epoch
+        assert Trainer.from_checkpoint(row["checkpoint"], digits).epoch == row["epochs"]
     assert set(ours.index[ours["retrained"]]) == set(stopped["trial_id"])
     for trial_id in stopped["trial_id"]:
         assert "retrained to 3" in ours.loc[trial_id, "note"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -164,8 +166,9 @@ def test_train_command_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
     assert (out / "metrics.json").is_file()
     assert re.search(r"^epoch 1/2 .*d_loss \d", text, re.M)
     assert re.search(r"^epoch 2/2 .*valid LL -?\d+\.\d+ ± \d+\.\d+", text, re.M)
-    assert re.search(r"validation: -?\d+\.\d+ ± \d+\.\d+", text)
-    assert re.search(r"test: +-?\d+\.\d+ ± \d+\.\d+", text)
+    for grid in (r"released grid \(10 sigmas\)", r"fine grid \(101 sigmas\)"):
+        number = r"-?\d+\.\d+ ± \d+\.\d+"
+        assert re.search(rf"{grid}: sigma \S+  validation {number}  test {number}", text)
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
 
@@ -185,6 +188,67 @@ def test_train_command_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
     rc = main(["train", "--config", str(cfg), "--epochs", "4", "--out", str(out), "--resume"])
     assert rc == 2
     assert "discriminator.pieces" in capsys.readouterr().err
+
+
+def test_train_evaluates_the_best_validation_epoch_and_tests_only_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A run whose validation score peaks before its end: best.pt, the final Table 1 numbers
+    and the sample grid come from the peak epoch, and the test set is scored only there."""
+    import gansearch.parzen as parzen
+    from gansearch.data import load_dataset
+    from gansearch.trainer import Trainer
+
+    real = parzen.evaluate
+    script = iter([1.0, 5.0, 3.0, 2.0])  # validation LL of epochs 1..4: the peak is epoch 2
+    calls: list[tuple[bool, int, torch.Tensor]] = []
+
+    def scripted(samples, valid, test=None, config=None, sigma=None):
+        config = config or parzen.ParzenConfig()
+        calls.append((test is not None, len(config.sigmas), torch.as_tensor(samples).clone()))
+        result = real(samples, valid, test, config=config, sigma=sigma)
+        return result if test is not None else dataclasses.replace(result, valid_mean=next(script))
+
+    monkeypatch.setattr(parzen, "evaluate", scripted)
+    out = tmp_path / "run"
+    cfg = write(tmp_path, TINY_DIGITS, name="quick.yaml")
+    args = ["train", "--config", str(cfg), "--epochs", "4", "--out", str(out)]
+    assert main([*args, "--set", "eval.every=1"]) == 0
+    text = capsys.readouterr().out
+    assert "final evaluation of epoch 2 of 4, the best validation log-likelihood (5.00)" in text
+
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 4
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert (final["epoch"], final["chosen_on"]) == (2, "valid_ll")
+    assert set(final["grids"]) == {"released", "fine"}
+    # Four training evaluations without the test set, then the final one on both grids.
+    assert [(t, n) for t, n, _ in calls] == [(False, 10)] * 4 + [(True, 10), (True, 101)]
+    best = Trainer.from_checkpoint(out / "best.pt", load_dataset("digits"))
+    expected = best.sample(500)  # the final samples continue best.pt's evaluation stream
+    assert torch.equal(calls[-1][2], expected) and torch.equal(calls[-2][2], expected)
+    assert final["test_mean"] == pytest.approx(
+        real(expected, best.dataset.valid, best.dataset.test).test_mean, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("eval.every", "expected KEY=VALUE"),
+        ("optim.lr_x=0.1", "optim.lr_x: unknown key"),
+        ("optim.k=[1", "not valid YAML"),
+        ("optim.k=0", "optim.k: must be >= 1, got 0"),
+    ],
+)
+def test_bad_set_overrides_are_refused_before_training(
+    tmp_path: Path, capsys, value: str, message: str
+) -> None:
+    cfg = write(tmp_path, TINY_DIGITS, name="quick.yaml")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--set", value]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_bad_config_fails_before_training(tmp_path: Path, capsys) -> None:

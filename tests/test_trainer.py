@@ -17,6 +17,7 @@ from gansearch.trainer import Trainer
 
 TINY = {
     "generator.noise_dim": 3,
+    "generator.noise": "uniform",  # the hand-computed updates below draw uniform noise
     "generator.units": [8],
     "generator.init_range": 0.3,
     "discriminator.units": [4],
@@ -184,6 +185,31 @@ def test_simultaneous_step_matches_hand_computed_released_code_update(g_loss: st
         torch.testing.assert_close(got.detach(), p + v, rtol=1e-5, atol=1e-7)
     for got, want in zip((*t.d_velocity, *t.g_velocity), (*dv, *gv), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+def test_paper_noise_is_standard_gaussian_and_uniform_is_selectable() -> None:
+    """The released MNIST run drew N(0, 1) noise; uniform in +-sqrt(3) (unit variance) or in
+    +-noise_scale stays available."""
+    paper_g = TrainConfig().generator
+    assert (paper_g.noise, paper_g.noise_scale) == ("gaussian", None)
+    data, n = tiny_dataset(), 200_000
+    paper = {k: v for k, v in TINY.items() if k != "generator.noise"}
+    t = Trainer(apply_overrides(TrainConfig(), paper), data)
+    rng = clone_rng(t.rngs["noise"])
+    z = t.noise(n)
+    assert torch.equal(z, torch.empty(n, 3).normal_(0.0, 1.0, generator=rng))
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1.0) < 0.01
+    assert float(z.abs().max()) > 3.0  # unbounded: beyond the uniform's sqrt(3) edge
+    kurtosis = float((z**4).mean() / (z**2).mean() ** 2)
+    assert abs(kurtosis - 3.0) < 0.1  # Gaussian; a uniform's is 1.8
+
+    u = Trainer(tiny_config(), data).noise(n)  # TINY selects uniform
+    assert float(u.abs().max()) <= math.sqrt(3.0) and abs(float(u.std()) - 1.0) < 0.01
+    assert abs(float((u**4).mean() / (u**2).mean() ** 2) - 1.8) < 0.05
+    wide = Trainer(tiny_config(**{"generator.noise_scale": 2.0}), data).noise(n)
+    assert 1.99 < float(wide.abs().max()) <= 2.0
+    g2 = Trainer(tiny_config(**{"generator.noise": "gaussian", "generator.noise_scale": 2.0}), data)
+    assert abs(float(g2.noise(n).std()) - 2.0) < 0.02
 
 
 def test_update_rule_is_validated_and_defaults_to_the_released_code() -> None:
