@@ -26,6 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "data": ("gansearch.commands.data", "locate, download, verify and cache a data set"),
     "train": ("gansearch.commands.train", "train one GAN configuration (the paper's Algorithm 1)"),
+    "evaluate": (
+        "gansearch.commands.evaluate",
+        "the paper's final evaluation of trainer checkpoints, on two sigma grids",
+    ),
+    "curves": (
+        "gansearch.commands.curves",
+        "learning curves (validation log-likelihood, FID) of gansearch train runs",
+    ),
     "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),
     "report": (
         "gansearch.commands.report",

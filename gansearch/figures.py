@@ -1,8 +1,9 @@
-"""Sample grids in the style of the paper's Figure 2, written as PNG with Pillow.
+"""Figures: sample grids in the style of the paper's Figure 2 (PNG, Pillow), a search's Pareto
+front and training curves (matplotlib, Agg).
 
-A grid of random samples; beside the last column, outlined in yellow, the training example nearest
-(in Euclidean pixel distance) to each sample of that column, showing that the model does not simply
-memorise the training set.
+A sample grid shows random samples; beside the last column, outlined in yellow, the training
+example nearest (in Euclidean pixel distance) to each sample of that column, showing that the
+model does not simply memorise the training set.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,3 +132,70 @@ def pareto_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     return path
+
+
+def training_curves(
+    runs: dict[str, Sequence[Any]],
+    path: Path,
+    title: str,
+    references: dict[str, float] | None = None,
+) -> Path:
+    """Validation log-likelihood (with its standard error) and, where measured, FID against
+    epoch, one line per run (label -> its EpochMetrics history); each run's best validation
+    epoch is circled, and `references` (label -> value) are drawn as horizontal lines on the
+    log-likelihood panel. Written as PNG (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with_fid = any(m.fid is not None for history in runs.values() for m in history)
+    figure = Figure(figsize=(12 if with_fid else 6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(1, 2 if with_fid else 1)
+    ll = panels[0] if with_fid else panels
+    for (label, history), colour in zip(runs.items(), _COLOURS, strict=False):
+        evaluated = [m for m in history if m.valid_ll is not None]
+        if not evaluated:
+            continue
+        epochs = [m.epoch for m in evaluated]
+        ll.errorbar(
+            epochs,
+            [m.valid_ll for m in evaluated],
+            yerr=[m.valid_se or 0.0 for m in evaluated],
+            color=colour,
+            marker="o",
+            markersize=3,
+            capsize=2,
+            label=label,
+        )
+        best = max(evaluated, key=lambda m: m.valid_ll)
+        ll.plot(best.epoch, best.valid_ll, "o", color=colour, markersize=11, fillstyle="none")
+        if with_fid:
+            scored = [m for m in evaluated if m.fid is not None]
+            panels[1].plot(
+                [m.epoch for m in scored],
+                [m.fid for m in scored],
+                color=colour,
+                marker="o",
+                markersize=3,
+                label=label,
+            )
+    for (label, value), style in zip((references or {}).items(), ("--", ":", "-."), strict=False):
+        ll.axhline(value, color="0.4", linestyle=style, linewidth=1, label=label)
+    ll.set_xlabel("epoch")
+    ll.set_ylabel("validation Parzen log-likelihood (nats)")
+    ll.set_title("validation log-likelihood (circled: best epoch)", fontsize=10)
+    ll.legend(fontsize="small")
+    if with_fid:
+        panels[1].set_xlabel("epoch")
+        panels[1].set_ylabel("FID (lower is better)")
+        panels[1].set_yscale("log")
+        panels[1].set_title("FID of the same samples", fontsize=10)
+        panels[1].legend(fontsize="small")
+    figure.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

@@ -281,17 +281,31 @@ def seeded_generator(device: Any, seed: int) -> Any:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def final_evaluation(trainer: Any, seed: int) -> tuple[Any, np.ndarray]:
-    """The paper's protocol on `trainer`'s generator: (ParzenResult, the samples scored)."""
+def final_evaluation(
+    trainer: Any,
+    seed: int,
+    sigmas: tuple[float, ...] | None = None,
+    samples: np.ndarray | None = None,
+) -> tuple[Any, np.ndarray]:
+    """The paper's protocol on `trainer`'s generator: (ParzenResult, the samples scored).
+
+    `sigmas` replaces the configured grid (`eval.sigmas`); `samples` reuses samples drawn by an
+    earlier call with the same seed instead of drawing them again.
+    """
     from gansearch.parzen import ParzenConfig, evaluate
 
     e = trainer.config.eval
-    samples = trainer.sample(e.final_samples, rng=seeded_generator(trainer.device, seed))
+    if samples is None:
+        samples = trainer.sample(e.final_samples, rng=seeded_generator(trainer.device, seed))
+        samples = samples.numpy()
     config = ParzenConfig(
-        sigmas=e.sigmas, n_valid=e.final_n_valid, precision=e.precision, device=str(trainer.device)
+        sigmas=e.sigmas if sigmas is None else sigmas,
+        n_valid=e.final_n_valid,
+        precision=e.precision,
+        device=str(trainer.device),
     )
     dataset = trainer.dataset
-    return evaluate(samples, dataset.valid, dataset.test, config=config), samples.numpy()
+    return evaluate(samples, dataset.valid, dataset.test, config=config), samples
 
 
 def interpolations(trainer: Any, rows: int, steps: int, seed: int) -> np.ndarray:

@@ -98,6 +98,9 @@ class EvalConfig:
     # The final evaluation also reports sigma chosen on this finer grid (same validation images).
     fine_sigmas: tuple[float, ...] = FINE_SIGMAS
     quality: bool = False  # FID, classes covered and confidence of the samples at eval epochs
+    # `gansearch train` also keeps every evaluated epoch's checkpoint (epoch-NNNN.pt), as the
+    # released run saved every epoch; for studying a run afterwards, not for choosing on test.
+    keep_checkpoints: bool = False
     precision: str = "float32"
     grid_rows: int = 10
     grid_cols: int = 10

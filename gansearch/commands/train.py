@@ -1,7 +1,8 @@
 """`gansearch train`: train one configuration, checkpoint every epoch, report Table 1 numbers.
 
 Writes into --out: checkpoint.pt (after every epoch, atomically), best.pt (the epoch with the
-highest validation log-likelihood so far), samples.png (Figure 2 style, from best.pt) and
+highest validation log-likelihood so far), with `eval.keep_checkpoints` epoch-NNNN.pt for every
+evaluated epoch, samples.png (Figure 2 style, from best.pt) and
 metrics.json (every epoch's metrics and the final evaluation). The final Table 1 numbers are those
 of the best validation epoch, with sigma chosen on the released 10-value grid and on the finer
 `eval.fine_sigmas` grid; the test set is scored only there and chooses nothing.
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
             f"lr_g {m.lr_g:.5f}  momentum {m.momentum:.4f}{valid}  {m.seconds:.1f} s",
             flush=True,
         )
+        if m.valid_ll is not None and config.eval.keep_checkpoints:
+            trainer.save_checkpoint(out / f"epoch-{m.epoch:04d}.pt")
         if m.valid_ll is not None and best_epoch(trainer.history) is m:
             # Written before checkpoint.pt: a crash between the two leaves a best.pt at least as
             # new as the epoch a resume starts from, never an older one.

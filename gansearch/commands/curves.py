@@ -1,0 +1,62 @@
+"""`gansearch curves`: the learning curves of `gansearch train` runs, in one figure.
+
+    gansearch curves runs/paper-seed0 runs/paper-seed1 --out curves.png [--reference 225 ...]
+
+Reads each run's checkpoint.pt (so a run still training can be plotted) and draws validation
+Parzen log-likelihood with its standard error and, where the run measured it, FID against epoch,
+one line per run, each run's best validation epoch circled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `gansearch curves`."""
+    parser.add_argument("runs", nargs="+", type=Path, help="output directories of gansearch train")
+    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: names)")
+    parser.add_argument("--title", default="learning curves", help="figure title")
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="a horizontal line on the log-likelihood panel, e.g. 'paper (test)=225'; repeatable",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load every run's history and draw the figure."""
+    import torch
+
+    from gansearch.commands.train import CHECKPOINT
+    from gansearch.errors import UsageError
+    from gansearch.figures import training_curves
+    from gansearch.trainer import EpochMetrics
+
+    labels = args.labels or [p.name for p in args.runs]
+    if len(labels) != len(args.runs):
+        raise UsageError(f"--labels: {len(labels)} labels for {len(args.runs)} runs")
+    references: dict[str, float] = {}
+    for item in args.reference:
+        label, sep, value = item.rpartition("=")
+        try:
+            references[label] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not label:
+            raise UsageError(f"--reference {item!r}: expected LABEL=NUMBER, e.g. 'paper=225'")
+    histories = {}
+    for label, directory in zip(labels, args.runs, strict=True):
+        path = directory / CHECKPOINT
+        if not path.is_file():
+            raise UsageError(f"{directory}: no {CHECKPOINT} (not a gansearch train output)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        histories[label] = [EpochMetrics(**m) for m in state["history"]]
+    png = training_curves(histories, args.out, args.title, references)
+    print(f"wrote {png}", file=sys.stderr)
+    return 0
