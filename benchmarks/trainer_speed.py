@@ -76,14 +76,18 @@ class HandLoop:
             torch._foreach_add_(vel, grads, alpha=-lr)
             torch._foreach_add_(params, vel)
 
+    def noise(self, m: int, device: torch.device) -> torch.Tensor:
+        """The trainer's default noise: N(0, 1), as the released MNIST run drew it."""
+        return torch.randn(m, self.g.noise_dim, device=device)
+
     def epoch_simultaneous(self, steps: int, mom: float = 0.5) -> None:
         """The released code's rule: one forward pass, D and G updated from it."""
-        m, o, a = self.o.batch_size, self.o, self.g.noise_scale
+        m, o = self.o.batch_size, self.o
         perm = torch.randperm(self.train.shape[0], device=self.train.device)
         y = torch.cat([torch.ones(m), torch.zeros(m)]).to(self.train.device)
         for s in range(steps):
             x = self.train[perm[s * m : (s + 1) * m]]
-            z = torch.empty(m, self.g.noise_dim, device=x.device).uniform_(-a, a)
+            z = self.noise(m, x.device)
             logits = self.dis(torch.cat([x, self.gen(z)]))
             d_loss = F.binary_cross_entropy_with_logits(logits, y)
             g_loss = F.softplus(-logits[m:]).mean()
@@ -98,18 +102,18 @@ class HandLoop:
         if self.o.update == "simultaneous":
             self.epoch_simultaneous(steps, mom)
             return
-        m, o, a = self.o.batch_size, self.o, self.g.noise_scale
+        m, o = self.o.batch_size, self.o
         perm = torch.randperm(self.train.shape[0], device=self.train.device)
         y = torch.cat([torch.ones(m), torch.zeros(m)]).to(self.train.device)
         for s in range(steps):
             x = self.train[perm[s * m : (s + 1) * m]]
             with torch.no_grad():
-                fake = self.gen(torch.empty(m, self.g.noise_dim, device=x.device).uniform_(-a, a))
+                fake = self.gen(self.noise(m, x.device))
             loss = F.binary_cross_entropy_with_logits(self.dis(torch.cat([x, fake])), y)
             grads = torch.autograd.grad(loss, self.dp)
             self.step(self.dp, self.dv, grads, max(o.lr_d / o.lr_decay**self.nd, o.lr_min), mom)
             self.nd += 1
-            z = torch.empty(m, self.g.noise_dim, device=x.device).uniform_(-a, a)
+            z = self.noise(m, x.device)
             loss = F.softplus(-self.dis(self.gen(z))).mean()
             grads = torch.autograd.grad(loss, self.gp)
             self.step(self.gp, self.gv, grads, max(o.lr_g / o.lr_decay**self.ng, o.lr_min), mom)
