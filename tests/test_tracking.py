@@ -210,6 +210,11 @@ def test_reported_test_metrics_match_a_direct_parzen_evaluation(search):
         assert metrics["test_ll"] == pytest.approx(direct.test_mean, rel=1e-9)
         assert metrics["test_ll_se"] == pytest.approx(direct.test_se, rel=1e-9)
         assert metrics["test_sigma"] == direct.sigma
+        fine_config = ParzenConfig(sigmas=e.fine_sigmas, n_valid=e.final_n_valid)
+        fine = evaluate(samples, dataset.valid, dataset.test, config=fine_config)
+        assert metrics["test_ll_fine"] == pytest.approx(fine.test_mean, rel=1e-9)
+        assert metrics["test_sigma_fine"] == row["fine_sigma"] == fine.sigma
+        assert f"fine sigma grid: {fine.test_mean:.2f}" in row["note"]
         assert row["test_ll"] == metrics["test_ll"]
         quality = scorer.score(samples)
         assert metrics["test_fid"] == pytest.approx(quality.fid, rel=1e-9) == row["fid"]
