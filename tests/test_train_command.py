@@ -302,3 +302,7 @@ def test_evaluate_and_curves_commands_on_kept_checkpoints(tmp_path: Path, capsys
     assert main(["curves", str(tmp_path), "--out", str(png)]) == 2
     assert main(["evaluate", str(tmp_path / "nope.pt")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", str(checkpoint), "--set", "generator.units=[8]"]) == 2
+    assert "only eval.* settings" in capsys.readouterr().err
+    rc = main(["evaluate", str(checkpoint), "--no-quality", "--set", "eval.final_samples=50"])
+    assert rc == 0 and "epoch 2  seed 0  released grid (10)" in capsys.readouterr().out

@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="data directory (default: GANSEARCH_DATA_DIR or cache)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: as trained)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an evaluation setting (eval.*), e.g. --set eval.final_n_valid=null to "
+        "choose sigma on every validation image; repeatable",
+    )
     parser.add_argument("--no-quality", action="store_true", help="Parzen only: no FID")
     parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON lines")
@@ -68,7 +76,7 @@ def evaluate_checkpoint(trainer: Any, seed: int, scorer: Any = None) -> list[dic
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every checkpoint at every seed and print one line per (checkpoint, seed, grid)."""
-    from gansearch.commands.train import load_stored_config
+    from gansearch.commands.train import load_stored_config, parse_sets
     from gansearch.data import load_dataset
     from gansearch.errors import UsageError
     from gansearch.train_config import apply_overrides
@@ -77,13 +85,19 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.checkpoints if not p.is_file()]
     if missing:
         raise UsageError(f"no such checkpoint: {', '.join(missing)}")
+    overrides = parse_sets(args.set)
+    if args.device:
+        overrides["device"] = args.device
+    for key in overrides:
+        if not key.startswith("eval.") and key != "device":
+            raise UsageError(f"--set {key}: only eval.* settings can change for a trained model")
     rows: list[dict[str, Any]] = []
     datasets: dict[tuple[str, int], Any] = {}
     scorers: dict[str, Any] = {}
     for path in args.checkpoints:
         config = load_stored_config(path)
-        if args.device:
-            config = apply_overrides(config, {"device": args.device}, source="--device")
+        if overrides:
+            config = apply_overrides(config, overrides, source="command line")
         key = (config.data.name, config.data.fold)
         if key not in datasets:
             datasets[key] = load_dataset(key[0], args.data_dir, fold=key[1])
