@@ -170,8 +170,8 @@ def test_references_command_prints_both_rows(rows, capsys):
 def _report_row(dataset: str, **quality) -> ReportRow:
     return ReportRow(rank=1, trial_id="t1", run_id="r", dataset=dataset, fold=None,
                      status="finished", search_valid_ll=1.0, epochs=3, max_epochs=3,
-                     retrained=False, sigma=0.2, valid_mean=1.5, valid_se=0.1, test_mean=12.5,
-                     test_se=0.5, n_samples=1000, n_valid=300, n_test=300, seed=0,
+                     trained_epochs=3, retrained=False, sigma=0.2, valid_mean=1.5, valid_se=0.1,
+                     test_mean=12.5, test_se=0.5, n_samples=1000, n_valid=300, n_test=300, seed=0,
                      checkpoint="c", seconds=1.0, note="n", **quality)  # fmt: skip
 
 
