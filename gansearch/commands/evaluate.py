@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gansearch.commands.train import add_set_option
+
 GRIDS = ("released", "fine")
 
 
@@ -31,13 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="data directory (default: GANSEARCH_DATA_DIR or cache)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: as trained)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override an evaluation setting (eval.*), e.g. --set eval.final_n_valid=null to "
-        "choose sigma on every validation image; repeatable",
+    add_set_option(
+        parser,
+        "override an evaluation setting (eval.*), e.g. --set eval.final_n_valid=null to choose "
+        "sigma on every validation image; repeatable",
     )
     parser.add_argument("--no-quality", action="store_true", help="Parzen only: no FID")
     parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")

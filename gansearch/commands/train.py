@@ -41,14 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the checkpoint in --out"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting by dotted key, value in YAML (e.g. --set generator.noise="
+    add_set_option(
+        parser,
+        "override one setting by dotted key, value in YAML (e.g. --set generator.noise="
         "uniform --set eval.every=10); repeatable",
     )
+
+
+def add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable `--set KEY=VALUE` option (read with :func:`parse_sets`)."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
