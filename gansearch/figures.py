@@ -147,6 +147,8 @@ def training_curves(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from gansearch.trainer import best_epoch
+
     with_fid = any(m.fid is not None for history in runs.values() for m in history)
     figure = Figure(figsize=(12 if with_fid else 6.4, 4.4), layout="constrained")
     FigureCanvasAgg(figure)
@@ -167,8 +169,9 @@ def training_curves(
             capsize=2,
             label=label,
         )
-        best = max(evaluated, key=lambda m: m.valid_ll)
-        ll.plot(best.epoch, best.valid_ll, "o", color=colour, markersize=11, fillstyle="none")
+        best = best_epoch(evaluated)
+        if best is not None:
+            ll.plot(best.epoch, best.valid_ll, "o", color=colour, markersize=11, fillstyle="none")
         if with_fid:
             scored = [m for m in evaluated if m.fid is not None]
             panels[1].plot(

@@ -105,6 +105,10 @@ class EvalConfig:
     grid_rows: int = 10
     grid_cols: int = 10
 
+    def sigma_grids(self) -> dict[str, tuple[float, ...]]:
+        """The grids a final evaluation reports, by name: the released one, then the fine one."""
+        return {"released": self.sigmas, "fine": self.fine_sigmas}
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -22,8 +22,6 @@ from typing import Any
 
 from gansearch.commands.train import add_set_option
 
-GRIDS = ("released", "fine")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `gansearch evaluate`."""
@@ -47,10 +45,9 @@ def evaluate_checkpoint(trainer: Any, seed: int, scorer: Any = None) -> list[dic
     """One row per sigma grid: the Table 1 protocol on `trainer`'s generator with seeded noise."""
     from gansearch.report import final_evaluation
 
-    e = trainer.config.eval
     rows: list[dict[str, Any]] = []
     samples = None
-    for grid, sigmas in zip(GRIDS, (e.sigmas, e.fine_sigmas), strict=True):
+    for grid, sigmas in trainer.config.eval.sigma_grids().items():
         result, samples = final_evaluation(trainer, seed, sigmas=sigmas, samples=samples)
         rows.append(
             {

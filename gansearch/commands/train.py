@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"final evaluation of {which}", flush=True)
     samples = final.sample(e.final_samples)
     n_valid = min(e.final_n_valid or len(dataset.valid), len(dataset.valid))
-    grids = {"released": e.sigmas, "fine": e.fine_sigmas}
+    grids = e.sigma_grids()
     results = {
         name: final.evaluate(e.final_samples, e.final_n_valid, test=True, samples=samples, sigmas=g)
         for name, g in grids.items()
