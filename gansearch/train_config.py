@@ -333,3 +333,38 @@ def validate(config: TrainConfig, source: str = "<config>") -> None:
         "device",
         f"must be cpu, cuda, cuda:N, mps or auto, got {c.device!r}",
     )
+
+
+# Settings a checkpoint may continue under with new values: they steer the updates (read afresh
+# every step or epoch) but leave the networks' shapes alone. Population-based training changes
+# them between epochs.
+MUTABLE_SETTINGS = (
+    "optim.lr_d",
+    "optim.lr_g",
+    "optim.k",
+    "optim.momentum_start",
+    "optim.momentum_end",
+    "discriminator.keep_probs",
+)
+# Settings that do not change what is trained: how long, where, and how it is evaluated.
+RUN_SETTINGS = ("epochs", "device", "eval.")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_settings(old: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """The dotted settings (outside RUN_SETTINGS) whose values differ: key -> (old, new)."""
+    before, after = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
+    return {
+        key: (before.get(key), value)
+        for key, value in after.items()
+        if not (key in RUN_SETTINGS or key.startswith(RUN_SETTINGS)) and before.get(key) != value
+    }

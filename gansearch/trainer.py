@@ -43,7 +43,12 @@ import torch.nn.functional as F
 from gansearch.data.base import Dataset
 from gansearch.errors import ConfigError, DivergenceError, GansearchError
 from gansearch.models import Discriminator, Generator, marginal_logits
-from gansearch.train_config import TrainConfig, config_from_dict, config_to_dict
+from gansearch.train_config import (
+    TrainConfig,
+    changed_settings,
+    config_from_dict,
+    config_to_dict,
+)
 
 CHECKPOINT_FORMAT = "gansearch.trainer/1"
 RNG_STREAMS = ("data", "noise", "dropout", "eval")  # each its own torch.Generator
@@ -462,11 +467,14 @@ class Trainer:
         dataset: Dataset,
         config: TrainConfig | None = None,
         quality: Any = None,
+        may_change: tuple[str, ...] | None = None,
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint (loaded with weights_only=True).
 
         `config` replaces the stored configuration (e.g. a different device or eval setting);
-        by default the stored one is used.
+        by default the stored one is used. With `may_change` (a subset of MUTABLE_SETTINGS) the
+        new configuration may differ from the stored one only in those settings and
+        RUN_SETTINGS, and training continues under the new values; anything else is an error.
         """
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -474,8 +482,17 @@ class Trainer:
             raise GansearchError(f"{path}: no such checkpoint") from None
         except Exception as exc:  # a truncated or foreign file
             raise GansearchError(f"{path}: cannot read checkpoint: {exc}") from None
+        stored = config_from_dict(state["config"], source=f"{path} (stored config)")
         if config is None:
-            config = config_from_dict(state["config"], source=f"{path} (stored config)")
+            config = stored
+        elif may_change is not None:
+            for key, (old, new) in changed_settings(stored, config).items():
+                if key not in may_change:
+                    raise ConfigError(
+                        f"{path}: {key}: the checkpoint was trained with {old!r}; it cannot "
+                        f"continue with {new!r} (settings that may change: "
+                        f"{', '.join(may_change) or 'none'})"
+                    )
         trainer = cls(config, dataset, quality)
         trainer.load_state_dict(state)
         return trainer

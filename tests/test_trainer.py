@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from gansearch.data.base import Dataset
 from gansearch.errors import ConfigError, DivergenceError
-from gansearch.train_config import TrainConfig, apply_overrides
+from gansearch.train_config import MUTABLE_SETTINGS, TrainConfig, apply_overrides
 from gansearch.trainer import Trainer
 
 TINY = {
@@ -322,6 +322,60 @@ def test_resume_from_checkpoint_is_bit_identical_to_never_stopping(tmp_path, upd
     assert timeless(straight) == timeless(resumed)
     assert straight.history[3].valid_ll is not None  # eval RNG state was restored too
     assert torch.equal(straight.sample(20), resumed.sample(20))
+
+
+def test_resume_with_new_optimiser_settings_continues_under_them(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What population-based training does: the copied state, new lr, k, momentum, dropout."""
+    cfg = tiny_config(**{"optim.lr_decay": 2.0, "optim.lr_min": 1e-9})
+    data = tiny_dataset(n_train=60)
+    first = Trainer(cfg, data)
+    first.fit(1)
+    path = first.save_checkpoint(tmp_path / "ckpt.pt")
+    same = Trainer.from_checkpoint(path, data, config=cfg, may_change=MUTABLE_SETTINGS)
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(first), _snapshot(same), strict=True))
+
+    changed = apply_overrides(
+        cfg,
+        {
+            "optim.lr_d": 0.3,
+            "optim.lr_g": 0.2,
+            "optim.k": 2,
+            "optim.momentum_end": 0.9,
+            "optim.momentum_saturate_epoch": 2,
+            "discriminator.keep_probs": [0.9, 0.6],
+        },
+    )
+    # The momentum schedule is not mutable, so the unchanged saturate epoch is refused first.
+    with pytest.raises(ConfigError, match="optim.momentum_saturate_epoch"):
+        Trainer.from_checkpoint(path, data, config=changed, may_change=MUTABLE_SETTINGS)
+    changed = apply_overrides(changed, {"optim.momentum_saturate_epoch": 250})
+    resumed = Trainer.from_checkpoint(path, data, config=changed, may_change=MUTABLE_SETTINGS)
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(first), _snapshot(resumed), strict=True))
+    assert resumed.discriminator.keep_probs == (0.9, 0.6)
+    calls = record_sgd(monkeypatch)
+    resumed.fit(2)
+    d_updates_before = first.d_updates  # the new base rate, decayed by the updates already made
+    d_lrs = [lr for net, lr, _ in calls if net == "d"]
+    assert d_lrs[0] == pytest.approx(0.3 / 2.0**d_updates_before)
+    assert resumed.history[-1].d_steps == 6 and resumed.history[-1].g_steps == 3  # k = 2
+    assert resumed.history[-1].momentum == pytest.approx(0.5 + 0.4 / 249)
+
+
+def test_resume_refuses_a_change_of_the_networks_shape(tmp_path) -> None:
+    cfg = tiny_config()
+    t = Trainer(cfg, tiny_dataset())
+    t.fit(1)
+    path = t.save_checkpoint(tmp_path / "ckpt.pt")
+    wider = apply_overrides(cfg, {"generator.units": [16]})
+    with pytest.raises(
+        ConfigError, match=r"generator.units: the checkpoint was trained with \[8\]"
+    ):
+        Trainer.from_checkpoint(path, tiny_dataset(), config=wider, may_change=MUTABLE_SETTINGS)
+    more_pieces = apply_overrides(cfg, {"discriminator.pieces": 3})
+    with pytest.raises(ConfigError, match="discriminator.pieces"):
+        Trainer.from_checkpoint(path, tiny_dataset(), config=more_pieces, may_change=())
 
 
 @pytest.mark.parametrize("update", ["alternating", "simultaneous"])

@@ -21,14 +21,18 @@ from typing import Any
 import torch
 
 from gansearch.errors import ConfigError, UsageError
-from gansearch.train_config import TrainConfig, apply_overrides, config_to_dict, load_config
+from gansearch.train_config import (
+    TrainConfig,
+    apply_overrides,
+    changed_settings,
+    config_to_dict,
+    load_config,
+)
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 SAMPLES = "samples.png"
 METRICS = "metrics.json"
-# Keys that may differ between a checkpoint's configuration and the one it resumes with.
-RESUMABLE_CHANGES = ("epochs", "device", "eval.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,27 +73,13 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _check_same_run(stored: TrainConfig, given: TrainConfig, source: str) -> None:
     """Resuming is exact only with the same model, data and game: refuse other changes."""
-    old, new = _flatten(config_to_dict(stored)), _flatten(config_to_dict(given))
-    for key, value in new.items():
-        if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
-            continue
-        if old.get(key) != value:
-            raise ConfigError(
-                f"{source}: {key}: is {value!r} but the checkpoint was trained with "
-                f"{old.get(key)!r}; resume with the same configuration or choose another --out"
-            )
+    for key, (old, new) in changed_settings(stored, given).items():
+        raise ConfigError(
+            f"{source}: {key}: is {new!r} but the checkpoint was trained with "
+            f"{old!r}; resume with the same configuration or choose another --out"
+        )
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
