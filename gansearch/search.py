@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
+import random
 import re
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,26 +43,36 @@ import numpy as np
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+)
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from gansearch.data import load_dataset
 from gansearch.data.locate import DATA_DIR_ENV
 from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
 from gansearch.objectives import METRICS, QUALITY_METRICS, better, pareto_mask
-from gansearch.space import SearchSpace, load_space, make_sampler
+from gansearch.space import Param, SearchSpace, load_space, make_sampler
 from gansearch.tracking import (
     SearchTracker,
     TrackingStore,
     check_reachable,
     default_tracking_uri,
+    lineage_entry,
     resolve_tracking_uri,
 )
+from gansearch.train_config import MUTABLE_SETTINGS
 
 METRIC = "valid_ll"  # the paper's objective, and the default
 CHECKPOINT_FILE = "trainer.pt"
+PBT_TIME = "pbt_epoch"  # the epoch, in every pbt report but the last one
+ORIGIN_FILE = "origin.json"  # beside CHECKPOINT_FILE: the trial and epoch that wrote it
 RESULTS_FILE = "results.parquet"
+REPORTS_FILE = "reports.jsonl"  # every trial report, as the driver received it
 SPACE_COPY = "search_space.yaml"
 META_FILE = "gansearch.json"
 
@@ -141,23 +154,56 @@ def train_trial(
     # --- cluster (#6): where the trial ran, and data that never downloads inside a trial.
     node = ray.get_runtime_context().get_node_id()
     dataset = _trial_dataset(train_config.data, data_dir, node)
+    me = tune.get_context().get_trial_id()
+    # Population-based training: whose checkpoint this trial took. Every pbt report carries the
+    # keys (empty when nothing was copied): Tune's progress.csv keeps only its first row's keys.
+    no_copy = {"copied_from": "", "copied_epoch": -1}
+    copied = dict(no_copy)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
+            # The trial's own configuration: under pbt it may hold new values of the mutated
+            # settings, which the copied state continues with.
             trainer = Trainer.from_checkpoint(
-                Path(directory) / CHECKPOINT_FILE, dataset, quality=quality
+                Path(directory) / CHECKPOINT_FILE,
+                dataset,
+                config=train_config,
+                quality=quality,
+                may_change=MUTABLE_SETTINGS,
             )
+            origin_file = Path(directory) / ORIGIN_FILE
+            origin = json.loads(origin_file.read_text()) if origin_file.exists() else {}
+        if origin.get("trial_id") not in (None, me):
+            copied = {"copied_from": origin["trial_id"], "copied_epoch": int(origin["epoch"])}
     else:
         trainer = Trainer(train_config, dataset, quality=quality)
+    in_force = {  # the mutable searched values this trial trains with (its pbt schedule)
+        p.key: p.decode(config[p.key])
+        for p in space.params
+        if p.base in MUTABLE_SETTINGS and p.key in config
+    }
     loop_seconds = 0.0
     max_epochs = space.budget.max_epochs
+    # This run of the function trains epochs start_epoch+1, ...: the session's own count is what
+    # the trial-epoch budget adds up (a retry or a copied checkpoint starts a new session).
+    session, start_epoch = uuid.uuid4().hex[:12], trainer.epoch
+
+    def spent() -> dict[str, Any]:
+        return {
+            "session": session,
+            "session_epochs": trainer.epoch - start_epoch,
+            "reported_at": time.time(),
+            "node": node,
+        }
+
     while trainer.epoch < max_epochs:
         _chaos(space, trainer.epoch + 1)
         start = time.perf_counter()
         try:
             metrics = trainer.run_epoch()
         except DivergenceError as exc:
-            report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, "node": node}
+            report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, **spent()}
+            report["session_epochs"] += 1  # the epoch that diverged was trained too
             tune.report(report)
             return
         loop_seconds += time.perf_counter() - start
@@ -168,14 +214,22 @@ def train_trial(
             value = report.get(name)
             if value is None or not math.isfinite(value):
                 message = f"{name} is {value} at epoch {metrics.epoch}"
-                tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, "node": node})
+                tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, **spent()})
                 return
         report["loop_seconds"] = loop_seconds
         report["threads"] = torch.get_num_threads()
         report["diverged"] = 0
-        report["node"] = node
+        report.update(spent())
+        if space.scheduler.type == "pbt":
+            report["hp"] = dict(in_force)
+            report.update(copied)
+            copied = dict(no_copy)
+            if trainer.epoch < max_epochs:  # the scheduler's clock: no copy after the last epoch
+                report[PBT_TIME] = trainer.epoch
         with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            origin = {"trial_id": me, "epoch": trainer.epoch}
+            (Path(directory) / ORIGIN_FILE).write_text(json.dumps(origin))
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
@@ -354,6 +408,7 @@ def _tracking_params(space: SearchSpace) -> dict[str, Any]:
         "grace_period": sched.grace_period,
         "reduction_factor": sched.reduction_factor,
         "trials": budget.trials,
+        "trial_epochs": budget.trial_epochs,
         "max_epochs": budget.max_epochs,
         "concurrency": budget.concurrency,
         "searched": ", ".join(p.key for p in space.params),
@@ -362,6 +417,110 @@ def _tracking_params(space: SearchSpace) -> dict[str, Any]:
             for m, d in zip(space.objective.metrics, space.objective.modes, strict=True)
         ),
     }
+
+
+# --------------------------------------------------------------------------- trial-epoch budget
+
+
+def _session_key(trial_id: str, result: Mapping[str, Any]) -> tuple[str, str] | None:
+    session = result.get("session")
+    return None if session is None or session != session else (str(trial_id), str(session))
+
+
+class TrialEpochBudget(tune.Stopper):
+    """Ends the search once its trials have trained `limit` epochs together.
+
+    Every epoch trained is counted once: each run of the trainable (a session) reports how many
+    epochs it trained itself, so a retry or a population-based copy of another trial's checkpoint
+    adds only what it trains. `spent_before` carries the sessions of a search being resumed.
+    """
+
+    def __init__(self, limit: int, spent_before: Mapping[tuple[str, str], int] | None = None):
+        self.limit = limit
+        self.sessions: dict[tuple[str, str], int] = dict(spent_before or {})
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        key = _session_key(trial_id, result)
+        if key is not None:
+            trained = int(result.get("session_epochs") or 0)
+            self.sessions[key] = max(self.sessions.get(key, 0), trained)
+        return False
+
+    @property
+    def spent(self) -> int:
+        """Epochs trained so far, over all trials."""
+        return sum(self.sessions.values())
+
+    def stop_all(self) -> bool:
+        return self.spent >= self.limit
+
+
+def budget_curve(histories: Mapping[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+    """The best `metric` found against trial-epochs spent, over all of a search's reports.
+
+    Reports are replayed in the order they were made (`reported_at`), counting epochs as
+    TrialEpochBudget does. Columns: trial_epochs, best, trial (the trial that holds the best).
+    """
+    rows = []
+    for trial_id, history in histories.items():
+        if history is None or "session" not in history:
+            continue
+        for record in history.to_dict("records"):
+            rows.append((float(record.get("reported_at") or 0.0), trial_id, record))
+    rows.sort(key=lambda r: r[0])
+    sessions: dict[tuple[str, str], int] = {}
+    best, holder, points = math.nan, None, []
+    for _, trial_id, record in rows:
+        key = _session_key(trial_id, record)
+        if key is not None:
+            sessions[key] = max(sessions.get(key, 0), int(record.get("session_epochs") or 0))
+        value = record.get(metric)
+        if value is not None and math.isfinite(value) and not record.get("diverged"):
+            if math.isnan(best) or better(metric, float(value), best):
+                best, holder = float(value), trial_id
+        points.append({"trial_epochs": sum(sessions.values()), "best": best, "trial": holder})
+    return pd.DataFrame(points, columns=["trial_epochs", "best", "trial"])
+
+
+def append_report(path: Path, trial_id: str, result: Mapping[str, Any]) -> None:
+    """Append one trial report to the experiment's report log (the driver is its one writer).
+
+    Ray's own per-trial result files can lose rows when a trial is paused and restarted (pbt);
+    this log keeps every report: the budget, the lineage and the budget curve are read from it.
+    """
+    record = {k: v for k, v in result.items() if k != "config"}
+    record["trial_id"] = trial_id
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+
+
+def read_reports(experiment_dir: Path) -> dict[str, pd.DataFrame]:
+    """The report log of an experiment, one DataFrame per trial (nested values as `hp/<key>`)."""
+    path = experiment_dir / REPORTS_FILE
+    if not path.exists():
+        return {}
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line cut short by a killed driver
+            continue
+    if not records:
+        return {}
+    table = pd.json_normalize(records, sep="/")
+    return {str(k): group.reset_index(drop=True) for k, group in table.groupby("trial_id")}
+
+
+def _stored_sessions(experiment_dir: Path) -> dict[tuple[str, str], int]:
+    """The sessions already trained in an experiment (a resumed search's budget)."""
+    sessions: dict[tuple[str, str], int] = {}
+    for trial_id, history in read_reports(experiment_dir).items():
+        for record in history.to_dict("records"):
+            key = _session_key(trial_id, record)
+            if key is not None:
+                trained = int(record.get("session_epochs") or 0)
+                sessions[key] = max(sessions.get(key, 0), trained)
+    return sessions
 
 
 # --------------------------------------------------------------------------- progress
@@ -387,6 +546,8 @@ class ProgressCallback:
     started: float = field(default_factory=time.monotonic)
     records: dict[str, _TrialRecord] = field(default_factory=dict)
     first_trial_at: float | None = None
+    budget: TrialEpochBudget | None = None  # the trial-epoch budget, when the space sets one
+    log: Path | None = None  # REPORTS_FILE: every report appended, one JSON object a line
     _last_print: float = 0.0
 
     def as_tune_callback(self) -> Any:
@@ -408,6 +569,10 @@ class ProgressCallback:
             self.first_trial_at = time.monotonic()
 
     def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        if self.log is not None:
+            append_report(self.log, trial_id, result)
+        if self.budget is not None:  # (Tune restores its own copy of the stopper on resume)
+            self.budget(trial_id, dict(result))
         record = self.record(trial_id)
         record.last_epoch = int(result.get("epoch", record.last_epoch))
         metric = self.space.objective.primary
@@ -444,7 +609,8 @@ class ProgressCallback:
                 best = (trial_id, record)
         best_text = f"; best {metric} {best[1].best:.2f} (trial {best[0]})" if best else ""
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-        self.say(f"trials of {self.space.budget.trials}: {summary}{best_text}")
+        spent = f"; trial-epochs {self.budget.spent}/{self.budget.limit}" if self.budget else ""
+        self.say(f"trials of {self.space.budget.trials}: {summary}{spent}{best_text}")
 
 
 def classify(result: Mapping[str, Any], error: str | None, max_epochs: int) -> tuple[str, str]:
@@ -537,6 +703,7 @@ def _build_tuner(
     progress: ProgressCallback,
     tracker: SearchTracker | None = None,
     quality: Any = None,
+    stopper: TrialEpochBudget | None = None,
 ):
     budget, resources = space.budget, space.resources
     trainable = tune.with_resources(
@@ -549,6 +716,7 @@ def _build_tuner(
         name=experiment_dir.name,
         storage_path=str(experiment_dir.parent),
         callbacks=[progress.as_tune_callback(), TuneTracking(tracker, space)],
+        stop=stopper,
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=resources.max_failures),
         # Per trial, the checkpoint of its best evaluation on the primary objective (what the
@@ -567,6 +735,7 @@ def _build_tuner(
         internal = getattr(tuner, "_local_tuner", None)
         if internal is not None:
             internal.get_run_config().callbacks = run_config.callbacks
+            internal.get_run_config().stop = stopper
         return tuner
     objective = space.objective
     primary, primary_mode = objective.primary, objective.modes[0]
@@ -576,6 +745,8 @@ def _build_tuner(
         mode=list(objective.modes) if objective.multi else primary_mode,
         sampler=make_sampler(space.search),
     )
+    if space.scheduler.type == "pbt":
+        return _build_pbt_tuner(space, trainable, run_config)
     scheduler: Any
     if space.scheduler.type == "asha":
         scheduler = ASHAScheduler(
@@ -600,6 +771,138 @@ def _build_tuner(
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
+def tune_domain(param: Param) -> Any:
+    """A parameter's distribution as a Ray Tune domain (pbt samples its population from it).
+
+    Integer ranges and choices become explicit value lists, so a step is kept exactly and pbt
+    moves to a neighbouring value."""
+    if param.distribution in ("int", "categorical"):
+        return tune.choice(_values(param))
+    if param.distribution == "loguniform":
+        return tune.loguniform(param.low, param.high)
+    return tune.uniform(param.low, param.high)
+
+
+def _values(param: Param) -> list[Any]:
+    """The values of an integer or categorical parameter, in order (choices as Optuna has them)."""
+    distribution = param.optuna_distribution()
+    if param.distribution == "categorical":
+        return list(distribution.choices)
+    low, high, step = int(param.low), int(param.high), int(param.step or 1)
+    if param.log:
+        return list(range(low, high + 1))
+    return list(range(low, high + 1, step))
+
+
+def _clip_to_ranges(config: dict, ranges: Mapping[str, tuple[float, float]]) -> dict:
+    """pbt's explore step scales continuous values by 0.8 or 1.2: keep them in their ranges."""
+    for key, (low, high) in ranges.items():
+        if key in config:
+            config[key] = min(max(float(config[key]), low), high)
+    return config
+
+
+class _SynchronousPBT(PopulationBasedTraining):
+    """Ray Tune's synchronous PopulationBasedTraining, with its clock kept ahead of the trials.
+
+    A resumed search restores the trials but not the scheduler's next synchronisation time, which
+    starts again at the burn-in period; once every trial has passed it, Ray sets the next one to
+    the trials' own time and none of them is ever resumed. Here the next synchronisation stays
+    one perturbation interval after the furthest trial whenever all have reached it.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        times = [
+            self._trial_state[t].last_train_time
+            for t in tune_controller.get_live_trials()
+            if t in self._trial_state
+        ]
+        if times and min(times) >= self._next_perturbation_sync:
+            self._next_perturbation_sync = max(times) + self._perturbation_interval
+        return decision
+
+
+class _LastReportFilter(logging.Filter):
+    """Hides Ray's warning about a report without the pbt clock: the last one has none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"time_attr {PBT_TIME}" not in record.getMessage()
+
+
+def _build_pbt_tuner(space: SearchSpace, trainable: Any, run_config: Any) -> Any:
+    """Population-based training (Ray Tune's scheduler): the population is budget.trials
+    random samples; the scheduler copies and perturbs, the trials run as in any search."""
+    sched, budget = space.scheduler, space.budget
+    params = {p.key: p for p in space.params}
+    mutations = {}
+    for key in sched.mutate:
+        param = params[key]
+        continuous = param.distribution in ("uniform", "loguniform")
+        mutations[key] = tune_domain(param) if continuous else _values(param)
+    ranges = {
+        key: (float(params[key].low), float(params[key].high))
+        for key in sched.mutate
+        if params[key].distribution in ("uniform", "loguniform")
+    }
+    # Ray's scheduler draws its choices from the `random` module: seed it for repeatable runs.
+    random.seed(space.search.seed)
+    logging.getLogger("ray.tune.schedulers.pbt").addFilter(_LastReportFilter())
+    scheduler = _SynchronousPBT(
+        time_attr=PBT_TIME,
+        require_attrs=False,  # a trial's last report leaves the clock out
+        perturbation_interval=sched.perturbation_interval,
+        burn_in_period=sched.grace_period,
+        hyperparam_mutations=mutations,
+        quantile_fraction=sched.quantile_fraction,
+        resample_probability=sched.resample_probability,
+        custom_explore_fn=functools.partial(_clip_to_ranges, ranges=ranges),
+        # Synchronous: the population is ranked when all of it has reached the same epoch, so a
+        # copy never goes back in time and every trial trains budget.max_epochs epochs. (The
+        # asynchronous variant, with a population larger than the trials that fit at once,
+        # copies checkpoints from earlier epochs again and again.)
+        synch=True,
+    )
+    # A trial copies the checkpoint another wrote at its last perturbation, which may be neither
+    # that trial's best nor its latest by then: keep every checkpoint (disk: one per evaluation).
+    run_config.checkpoint_config = dataclasses.replace(
+        run_config.checkpoint_config, num_to_keep=None
+    )
+    tune_config = tune.TuneConfig(
+        metric=space.objective.primary,
+        mode=space.objective.modes[0],
+        # No concurrency limit here: the whole population is live (paused trials count), and
+        # the trials' resources decide how many train at once.
+        search_alg=BasicVariantGenerator(random_state=space.search.seed),
+        scheduler=scheduler,
+        num_samples=budget.trials,
+        reuse_actors=True,
+        time_budget_s=budget.time_limit,
+    )
+    param_space = {p.key: tune_domain(p) for p in space.params}
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+    )
+
+
+def trial_history(result: Any) -> pd.DataFrame | None:
+    """Every report of a trial, one row each (nested values as `hp/<key>` columns).
+
+    Ray reads result.json, but a trial that was paused and restarted (pbt) can leave that file
+    short of rows its progress.csv has: take whichever holds more.
+    """
+    history = result.metrics_dataframe
+    progress = Path(result.path) / "progress.csv"
+    if progress.exists():
+        try:
+            table = pd.read_csv(progress, dtype={"trial_id": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            table = None
+        if table is not None and (history is None or len(table) > len(history)):
+            return table
+    return history
+
+
 def _best_in_history(history: pd.DataFrame | None, metric: str) -> tuple[float, int | None]:
     """The best value of `metric` over a trial's reports (in its direction) and its epoch."""
     if history is None or metric not in history or not history[metric].notna().any():
@@ -622,6 +925,8 @@ def results_table(
     progress: ProgressCallback,
     space: SearchSpace,
     earlier_walls: Mapping[str, float] | None = None,
+    budget_spent: bool = False,
+    reports: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per trial: outcome, best objective value(s), epochs, time, parameters.
 
@@ -629,7 +934,9 @@ def results_table(
     `final_<metric>` are those of its last evaluation, the values Optuna recorded and its last
     checkpoint holds. A multi-objective search adds `pareto`: the trial is on the Pareto front
     of the final values. Rows are ranked by the primary objective (front first when multi).
-    `earlier_walls` gives the wall times of trials that ended before a resume.
+    `earlier_walls` gives the wall times of trials that ended before a resume. When the
+    trial-epoch budget ran out (`budget_spent`), the trials it cut short are stopped early.
+    `reports` (read_reports) gives each trial's lineage.
     """
     objective = space.objective
     measured = [METRIC, *(QUALITY_METRICS if objective.needs_quality else ())]
@@ -637,13 +944,19 @@ def results_table(
     for result in result_grid:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name
-        history = result.metrics_dataframe
+        history = trial_history(result)
         best, best_epoch = _best_in_history(history, objective.primary)
         error = str(result.error) if result.error is not None else None
         status, reason = classify(metrics, error, space.budget.max_epochs)
         record = progress.records.get(trial_id)
+        cut_short = int(metrics.get("epoch", 0)) < space.budget.max_epochs
         if record is not None and record.status in ("running", "pending") and error is None:
-            status, reason = "interrupted", "the search stopped before this trial ended"
+            if not cut_short:  # it ended as the search did (the budget ran out at its last epoch)
+                status, reason = "finished", ""
+            elif budget_spent:
+                status, reason = "stopped early", "the search's trial-epoch budget was spent"
+            else:
+                status, reason = "interrupted", "the search stopped before this trial ended"
         wall = (
             record.ended - record.started
             if record and record.started is not None and record.ended is not None
@@ -666,6 +979,7 @@ def results_table(
             "checkpoint": result.checkpoint.path if result.checkpoint else None,
             "best_checkpoint": _best_checkpoint(result, objective.primary),
             "nodes": _nodes(history),  # cluster (#6): the Ray nodes it ran on, in order
+            "lineage": _lineage((reports or {}).get(trial_id)),  # pbt: the checkpoints it copied
         }
         for param in space.params:
             row[param.key] = param.decode((result.config or {}).get(param.key))
@@ -694,6 +1008,17 @@ def _best_checkpoint(result: Any, metric: str) -> str | None:
     if scored:
         return max(scored)[2]
     return result.checkpoint.path if result.checkpoint else None
+
+
+def _lineage(history: pd.DataFrame | None) -> str:
+    """The checkpoints a pbt trial copied, in order ("" when it copied none)."""
+    if history is None or "copied_from" not in history:
+        return ""
+    return "; ".join(
+        lineage_entry(row["copied_from"], int(row["copied_epoch"]))
+        for row in history.to_dict("records")
+        if isinstance(row["copied_from"], str) and row["copied_from"]
+    )
 
 
 def _nodes(history: pd.DataFrame | None) -> str:
@@ -746,6 +1071,8 @@ def format_leaderboard(table: pd.DataFrame, space: SearchSpace, size: int) -> st
     )
     for rank, row in enumerate(shown.to_dict("records"), start=1):
         params = ", ".join(f"{p.key}={_short(row.get(p.key))}" for p in space.params)
+        if row.get("lineage"):
+            params += f" (final values; {row['lineage']})"
         values = " ".join(
             f"{row[c]:15.2f}" if pd.notna(row.get(c)) else f"{'-':>15}" for c in columns
         )
@@ -840,7 +1167,18 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         started_ray = _init_ray(options.address)
         space = _check_resources(space, local=options.address is None)
         store = store_future.result()
-        progress = ProgressCallback(space, out=out, interval=options.progress_interval)
+        stopper = counter = None
+        if space.budget.trial_epochs is not None:
+            before = _stored_sessions(experiment_dir) if options.resume else {}
+            stopper = TrialEpochBudget(space.budget.trial_epochs, before)  # Tune's
+            counter = TrialEpochBudget(space.budget.trial_epochs, before)  # what progress shows
+        progress = ProgressCallback(
+            space,
+            out=out,
+            interval=options.progress_interval,
+            budget=counter,
+            log=experiment_dir / REPORTS_FILE,
+        )
         if not options.resume:
             experiment_dir.mkdir(parents=True, exist_ok=True)
             (experiment_dir / SPACE_COPY).write_text(Path(space.source).read_text())
@@ -862,19 +1200,33 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         )
         progress.say(
             f"{'resuming' if options.resume else 'starting'} {name}: {space.budget.trials} trials "
-            f"of at most {space.budget.max_epochs} epochs, {space.budget.concurrency} at a time, "
+            f"of at most {space.budget.max_epochs} epochs"
+            + (
+                f" ({space.budget.trial_epochs} trial-epochs in all)"
+                if space.budget.trial_epochs
+                else ""
+            )
+            + f", {space.budget.concurrency} at a time, "
             f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}; "
             f"MLflow: {tracking_uri}"
         )
-        tuner = _build_tuner(space, options, experiment_dir, progress, tracker, quality)
+        tuner = _build_tuner(space, options, experiment_dir, progress, tracker, quality, stopper)
         fitting = True
         result_grid = tuner.fit()
         earlier: dict[str, float] = {}
         if options.resume and (experiment_dir / RESULTS_FILE).exists():
             before = pd.read_parquet(experiment_dir / RESULTS_FILE)
             earlier = dict(zip(before["trial_id"], before["wall_seconds"], strict=True))
-        table = results_table(result_grid, progress, space, earlier)
-        interrupted = len(result_grid) < space.budget.trials or bool(
+        spent = progress.budget is not None and progress.budget.stop_all()
+        table = results_table(
+            result_grid,
+            progress,
+            space,
+            earlier,
+            budget_spent=spent,
+            reports=read_reports(experiment_dir),
+        )
+        interrupted = (len(result_grid) < space.budget.trials and not spent) or bool(
             (table["status"] == "interrupted").any() if not table.empty else False
         )
         _parquet_safe(table).to_parquet(experiment_dir / RESULTS_FILE, index=False)

@@ -48,6 +48,7 @@ from gansearch.errors import ConfigError
 from gansearch.objectives import METRICS, PARZEN_METRIC, QUALITY_METRICS
 from gansearch.schema import build, fail, read_yaml
 from gansearch.train_config import (
+    MUTABLE_SETTINGS,
     DataConfig,
     TrainConfig,
     config_from_dict,
@@ -64,7 +65,7 @@ SAMPLERS = {
     "gp": "GPSampler",
     "nsgaii": "NSGAIISampler",
 }
-SCHEDULERS = ("asha", "median", "none")
+SCHEDULERS = ("asha", "median", "pbt", "none")
 SINGLE_OBJECTIVE_ONLY = ("cmaes",)  # Optuna samplers that cannot search several objectives
 # Trainer settings that other sections own: searching or fixing them in `trainer` is an error.
 OWNED = {
@@ -144,11 +145,19 @@ class SearchAlgorithm:
 
 @dataclass(frozen=True)
 class Scheduler:
-    """Early stopping: ASHA (default), the median stopping rule, or none. Times in epochs."""
+    """Early stopping (ASHA, the default, or the median stopping rule), population-based
+    training (pbt), or none. Times in epochs."""
 
     type: str = "asha"
-    grace_period: int = 1
+    grace_period: int = 1  # epochs before a trial can be stopped (pbt: copied or perturbed)
     reduction_factor: float = 3.0
+    # pbt: every perturbation_interval epochs a trial in the bottom quantile_fraction copies the
+    # state of one in the top quantile_fraction and perturbs the parameters named in `mutate`
+    # (each resampled with resample_probability, else scaled by 0.8 or 1.2 within its range).
+    perturbation_interval: int = 4
+    mutate: tuple[str, ...] = ()
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,7 @@ class Budget:
 
     trials: int = 20
     max_epochs: int = 10
+    trial_epochs: int | None = None  # epochs over all trials together; the search ends there
     time_limit: float | None = None  # seconds for the whole search
     concurrency: int = 1
 
@@ -301,6 +311,12 @@ def _check_budget(budget: Budget, scheduler: Scheduler, objective: Objective, so
         f"must be >= 1, got {budget.max_epochs}",
     )
     _check(
+        budget.trial_epochs is None or budget.trial_epochs >= 1,
+        source,
+        "budget.trial_epochs",
+        f"must be >= 1 or null (no limit), got {budget.trial_epochs}",
+    )
+    _check(
         budget.time_limit is None or budget.time_limit > 0,
         source,
         "budget.time_limit",
@@ -373,6 +389,8 @@ def _check_sections(space: dict[str, Any], source: str) -> None:
         "scheduler.reduction_factor",
         f"must be > 1, got {scheduler.reduction_factor}",
     )
+    if scheduler.type == "pbt":
+        _check_pbt_sections(scheduler, search, objective, source)
     _check_budget(space["budget"], scheduler, objective, source)
     _check(resources.cpus > 0, source, "resources.cpus", f"must be > 0, got {resources.cpus}")
     _check(
@@ -409,6 +427,83 @@ def _check_sections(space: dict[str, Any], source: str) -> None:
     for key in ("crash_at_epoch", "kill_at_epoch"):
         value = getattr(space["chaos"], key)
         _check(value is None or value >= 1, source, f"chaos.{key}", f"must be >= 1, got {value}")
+
+
+def _check_pbt_sections(
+    scheduler: Scheduler, search: SearchAlgorithm, objective: Objective, source: str
+) -> None:
+    """Population-based training: what Ray Tune's scheduler needs from the other sections."""
+    _check(
+        search.algorithm == "random",
+        source,
+        "search.algorithm",
+        f"pbt starts its population from random samples and Ray Tune runs it without a search "
+        f"algorithm: set search.algorithm: random (got {search.algorithm!r})",
+    )
+    _check(
+        not objective.multi,
+        source,
+        "objective.metric",
+        "pbt ranks trials on one objective; name a single metric",
+    )
+    _check(
+        scheduler.perturbation_interval >= 1,
+        source,
+        "scheduler.perturbation_interval",
+        f"must be >= 1 epoch, got {scheduler.perturbation_interval}",
+    )
+    _check(
+        scheduler.perturbation_interval % objective.eval_every == 0,
+        source,
+        "scheduler.perturbation_interval",
+        f"{scheduler.perturbation_interval} epochs is not a multiple of objective.eval_every "
+        f"({objective.eval_every}): trials report, and can be perturbed, only at evaluations",
+    )
+    _check(
+        0 < scheduler.quantile_fraction <= 0.5,
+        source,
+        "scheduler.quantile_fraction",
+        f"must be in (0, 0.5], got {scheduler.quantile_fraction}",
+    )
+    _check(
+        0 <= scheduler.resample_probability <= 1,
+        source,
+        "scheduler.resample_probability",
+        f"must be in [0, 1], got {scheduler.resample_probability}",
+    )
+    _check(
+        bool(scheduler.mutate),
+        source,
+        "scheduler.mutate",
+        "pbt needs the searched parameters it may change mid-run, e.g. [optim.lr_d, optim.lr_g]",
+    )
+
+
+def _check_mutations(scheduler: Scheduler, params: tuple[Param, ...], source: str) -> None:
+    """Only searched parameters the trainer can change between epochs may be mutated."""
+    searched = {p.key: p for p in params}
+    for i, key in enumerate(scheduler.mutate):
+        where = f"scheduler.mutate[{i}]"
+        param = searched.get(key)
+        _check(
+            param is not None,
+            source,
+            where,
+            f"{key} is not a searched parameter: give it a range under params first",
+        )
+        _check(
+            param.base in MUTABLE_SETTINGS,
+            source,
+            where,
+            f"{key} cannot change within a trial: it fixes the networks' shapes, and a copied "
+            f"checkpoint must keep them (mutable: {', '.join(MUTABLE_SETTINGS)})",
+        )
+    _check(
+        len(set(scheduler.mutate)) == len(scheduler.mutate),
+        source,
+        "scheduler.mutate",
+        f"names a parameter twice: {list(scheduler.mutate)}",
+    )
 
 
 def _check_objective(objective: Objective, source: str) -> None:
@@ -611,6 +706,8 @@ def load_space(path: str | Path) -> SearchSpace:
             except ConfigError as exc:
                 reason = str(exc).split(": ", 2)[-1]
                 fail(source, f"params.{param.key}", f"value {value!r} is impossible: {reason}")
+    if parsed["scheduler"].type == "pbt":
+        _check_mutations(parsed["scheduler"], params, source)
     return SearchSpace(source=source, name=name, trainer=trainer, params=params, **parsed)
 
 

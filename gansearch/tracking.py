@@ -40,6 +40,7 @@ TAG_EXPERIMENT_DIR = "gansearch.experiment_dir"
 TAG_TRIAL_ID = "gansearch.trial_id"
 TAG_STATUS = "gansearch.status"  # running, finished, stopped early, diverged, failed, interrupted
 TAG_REASON = "gansearch.reason"
+TAG_LINEAGE = "gansearch.lineage"  # pbt: "epoch 12: copied trial ab12_00003; ..."
 PARENT_TAG = "mlflow.parentRunId"
 # Per-epoch values a trial reports (gansearch.trainer.EpochMetrics and the trial's own timing).
 EPOCH_METRICS = (
@@ -118,6 +119,11 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 def param_name(key: str) -> str:
     """An MLflow-safe parameter name for a search-space key: `keep_probs[0]` -> `keep_probs.0`."""
     return re.sub(r"\[(\d+)\]", r".\1", key)
+
+
+def lineage_entry(trial_id: Any, epoch: Any) -> str:
+    """One copy of population-based training, as the lineage tag and results table show it."""
+    return f"epoch {epoch}: copied trial {trial_id}"
 
 
 def _failure(uri: str, exc: Exception) -> TrackingError:
@@ -232,6 +238,7 @@ def _finite(value: Any) -> float | None:
 class _ChildRun:
     run_id: str
     last_step: int = 0  # the last epoch logged (a resumed trial re-reports none twice)
+    lineage: list[str] = field(default_factory=list)  # pbt: the checkpoints it copied
 
 
 @dataclass
@@ -286,7 +293,10 @@ class SearchTracker:
                 client.set_tag(parent.info.run_id, TAG_STATUS, "running")
                 for trial_id, run in store.trial_runs(experiment_id, parent.info.run_id).items():
                     step = _finite(run.data.metrics.get("epoch")) or 0
-                    children[trial_id] = _ChildRun(run.info.run_id, int(step))
+                    lineage = run.data.tags.get(TAG_LINEAGE, "")
+                    children[trial_id] = _ChildRun(
+                        run.info.run_id, int(step), lineage.split("; ") if lineage else []
+                    )
         except Exception as exc:
             raise _failure(store.uri, exc) from None
         return cls(
@@ -407,10 +417,12 @@ class SearchTracker:
         return self.children[trial_id]
 
     def _log_epoch(self, trial_id: str, result: dict[str, Any]) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         child = self._child(trial_id)
         epoch = int(result.get("epoch") or 0)
+        if result.get("copied_from"):  # pbt: it goes on from the copied epoch, maybe an earlier one
+            child.last_step = min(child.last_step, int(result.get("copied_epoch") or 0))
         if epoch <= child.last_step:  # a resumed trial re-reporting an epoch already logged
             return
         stamp = int(float(result.get("timestamp") or time.time()) * 1000)
@@ -421,8 +433,17 @@ class SearchTracker:
         ]
         if result.get("diverged"):
             metrics.append(Metric("diverged", 1.0, stamp, epoch))
-        if metrics:
-            self.store.client.log_batch(child.run_id, metrics=metrics)
+        # Population-based training: the mutable values in force (hp.<key>), so the run's charts
+        # show its schedule, and the checkpoints it copied (the lineage tag).
+        for key, value in (result.get("hp") or {}).items():
+            if (number := _finite(value)) is not None:
+                metrics.append(Metric(f"hp.{param_name(key)}", number, stamp, epoch))
+        tags = []
+        if result.get("copied_from"):
+            child.lineage.append(lineage_entry(result["copied_from"], result.get("copied_epoch")))
+            tags.append(RunTag(TAG_LINEAGE, "; ".join(child.lineage)[:5000]))
+        if metrics or tags:
+            self.store.client.log_batch(child.run_id, metrics=metrics, tags=tags)
         child.last_step = epoch
 
     def _end_child(self, trial_id: str, status: str, reason: str) -> None:

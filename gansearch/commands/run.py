@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="search-space YAML file")
     parser.add_argument("--trials", type=int, help="number of trials (overrides budget.trials)")
     parser.add_argument("--max-epochs", type=int, help="epochs per trial (budget.max_epochs)")
+    parser.add_argument(
+        "--trial-epochs", type=int, help="epochs over all trials (budget.trial_epochs)"
+    )
     parser.add_argument("--concurrency", type=int, help="trials at once (budget.concurrency)")
     parser.add_argument(
         "--address",
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         key: value
         for key, value in (
             ("trials", args.trials),
+            ("trial_epochs", args.trial_epochs),
             ("max_epochs", args.max_epochs),
             ("concurrency", args.concurrency),
         )

@@ -1,0 +1,199 @@
+"""Population-based training and the trial-epoch budget.
+
+The end-to-end test starts a local Ray twice (a run interrupted with Ctrl-C, then --resume) and
+trains a population of four digits GANs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from gansearch.search import (
+    REPORTS_FILE,
+    TrialEpochBudget,
+    _clip_to_ranges,
+    _stored_sessions,
+    _values,
+    append_report,
+    budget_curve,
+    read_reports,
+    tune_domain,
+)
+from gansearch.space import load_space
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PBT = FIXTURES / "pbt_space.yaml"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gansearch.cli", *args]
+
+
+# ----------------------------------------------------------------------------- the budget
+
+
+def test_trial_epoch_budget_counts_each_trained_epoch_once() -> None:
+    budget = TrialEpochBudget(10)
+    for epoch in (1, 2, 3):  # trial a, first run
+        assert budget("a", {"session": "s1", "session_epochs": epoch}) is False
+    budget("a", {"session": "s1", "session_epochs": 3})  # a repeated report adds nothing
+    assert budget.spent == 3 and not budget.stop_all()
+    # Retried from its checkpoint at epoch 2, trial a trains epochs 3 and 4 again: 2 more.
+    budget("a", {"session": "s2", "session_epochs": 1})
+    budget("a", {"session": "s2", "session_epochs": 2})
+    budget("b", {"session": "s3", "session_epochs": 4})
+    assert budget.spent == 9 and not budget.stop_all()
+    budget("b", {"session": "s3", "session_epochs": 5})
+    assert budget.spent == 10 and budget.stop_all()
+    budget("c", {"epoch": 3})  # a report without a session (none in old results) counts nothing
+    assert budget.spent == 10
+    resumed = TrialEpochBudget(12, dict(budget.sessions))
+    assert resumed.spent == 10 and not resumed.stop_all()
+
+
+def test_budget_curve_replays_reports_in_time_order() -> None:
+    a = pd.DataFrame(
+        {
+            "reported_at": [1.0, 3.0, 5.0],
+            "session": ["s1"] * 3,
+            "session_epochs": [1, 2, 3],
+            "valid_ll": [-5.0, 2.0, 1.0],
+        }
+    )
+    b = pd.DataFrame(
+        {
+            "reported_at": [2.0, 4.0],
+            "session": ["s2"] * 2,
+            "session_epochs": [1, 2],
+            "valid_ll": [-1.0, 7.0],
+            "diverged": [0, 0],
+        }
+    )
+    curve = budget_curve({"a": a, "b": b}, "valid_ll")
+    assert curve["trial_epochs"].tolist() == [1, 2, 3, 4, 5]
+    assert curve["best"].tolist() == [-5.0, -1.0, 2.0, 7.0, 7.0]
+    assert curve["trial"].tolist() == ["a", "b", "a", "b", "b"]
+    fid = budget_curve({"a": a.assign(fid=[9.0, 4.0, 6.0])}, "fid")  # minimised
+    assert fid["best"].tolist() == [9.0, 4.0, 4.0]
+
+
+def test_report_log_keeps_every_report_and_the_sessions_trained(tmp_path) -> None:
+    log = tmp_path / REPORTS_FILE
+    append_report(log, "x", {"session": "s", "session_epochs": 1, "config": {"big": 1}})
+    append_report(log, "x", {"session": "s", "session_epochs": 2, "hp": {"optim.k": 2}})
+    append_report(log, "y", {"session": "t", "session_epochs": 1, "copied_from": "x"})
+    with open(log, "a") as f:
+        f.write('{"trial_id": "y", "sess')  # a line cut short by a killed driver
+    reports = read_reports(tmp_path)
+    assert sorted(reports) == ["x", "y"] and "config/big" not in reports["x"]
+    assert reports["x"]["hp/optim.k"].tolist()[-1] == 2
+    assert _stored_sessions(tmp_path) == {("x", "s"): 2, ("y", "t"): 1}
+
+
+# ----------------------------------------------------------------------------- pbt's search space
+
+
+def test_pbt_mutations_stay_in_the_searched_ranges() -> None:
+    space = load_space(PBT)
+    params = {p.key: p for p in space.params}
+    assert _values(params["optim.k"]) == [1, 2, 3]
+    assert _values(params["generator.units"]) == ["[64, 64]", "[128, 128]"]
+    assert tune_domain(params["optim.lr_d"]).lower == 0.01
+    config = {"optim.lr_d": 0.6, "optim.lr_g": 0.005, "discriminator.keep_probs[0]": 0.9}
+    ranges = {"optim.lr_d": (0.01, 0.5), "optim.lr_g": (0.01, 0.5)}
+    assert _clip_to_ranges(config, ranges) == {
+        "optim.lr_d": 0.5,
+        "optim.lr_g": 0.01,
+        "discriminator.keep_probs[0]": 0.9,
+    }
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None:
+    args = ["run", "--space", str(PBT), "--results-dir", str(tmp_path), "--report-top", "0"]
+    driver = subprocess.Popen(
+        _cli(*args, "--progress-interval", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:  # interrupt once the population has spent 12 of its 32 trial-epochs
+        for line in driver.stderr:
+            match = re.search(r"trial-epochs (\d+)/32", line)
+            if match and int(match[1]) >= 12:
+                break
+        driver.send_signal(signal.SIGINT)
+        _, rest = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, rest
+    experiment = tmp_path / "pbt"
+    spent_before = sum(_stored_sessions(experiment).values())
+    assert 12 <= spent_before < 32
+
+    resumed = subprocess.run(
+        _cli(*args, "--resume", "--progress-interval", "100"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+
+    # Synchronous pbt never goes back in time and the resume re-ran nothing: no trial reported an
+    # epoch twice, and the population trained at most its 4 x 8 epochs (fewer when a trial
+    # copied one that was an epoch ahead, as the resumed population can be).
+    for history in read_reports(experiment).values():
+        assert history["epoch"].is_monotonic_increasing and history["epoch"].is_unique
+    assert 28 <= sum(_stored_sessions(experiment).values()) <= 32
+    table = pd.read_parquet(experiment / "results.parquet")
+    assert len(table) == 4 and table["trial_id"].is_unique
+    assert (table["status"] == "finished").all() and (table["epochs"] == 8).all()
+    assert table["optim.lr_d"].between(0.01, 0.5).all()
+    assert table["discriminator.keep_probs[0]"].between(0.6, 1.0).all()
+    assert table["optim.k"].isin([1, 2, 3]).all()
+    copied = table[table["lineage"] != ""]
+    assert len(copied) >= 1, "no trial copied another"
+    ids = set(table["trial_id"])
+    for lineage in copied["lineage"]:
+        entries = re.findall(r"epoch (\d+): copied trial ([\w-]+)", lineage)
+        assert entries and all(trial in ids for _, trial in entries)
+        assert all(2 <= int(epoch) < 8 for epoch, _ in entries)  # from the burn-in, never last
+    assert "copied trial" in resumed.stdout  # the leaderboard shows lineage too
+
+    # MLflow: each trial's schedule (hp.* at every epoch) and the lineage of those that copied.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_experiment_by_name("pbt").experiment_id
+    runs = client.search_runs([experiment_id], "tags.`gansearch.role` = 'trial'")
+    assert len(runs) == 4
+    by_trial = {r.data.tags["gansearch.trial_id"]: r for r in runs}
+    for row in table.to_dict("records"):
+        run = by_trial[row["trial_id"]]
+        history = client.get_metric_history(run.info.run_id, "hp.optim.lr_d")
+        assert {m.step for m in history} >= set(range(1, 9))
+        assert all(0.01 <= m.value <= 0.5 for m in history)
+        final = max(history, key=lambda m: (m.step, m.timestamp))
+        assert math.isclose(final.value, row["optim.lr_d"], rel_tol=1e-9)
+        assert client.get_metric_history(run.info.run_id, "hp.discriminator.keep_probs.0")
+        assert run.data.tags.get("gansearch.lineage", "") == row["lineage"]
+    # A copy changes what a trial trains with: some trial's lr_d schedule is not constant.
+    schedules = [
+        {m.value for m in client.get_metric_history(r.info.run_id, "hp.optim.lr_d")} for r in runs
+    ]
+    assert any(len(values) > 1 for values in schedules)
