@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "learning curves (validation log-likelihood, FID) of gansearch train runs",
     ),
     "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),
+    "compare": (
+        "gansearch.commands.compare",
+        "searches side by side: the best objective found against trial-epochs spent",
+    ),
     "report": (
         "gansearch.commands.report",
         "Table 1 for a search's best configurations, logged to MLflow",

@@ -201,4 +201,39 @@ def training_curves(
     return path
 
 
+def budget_curves(
+    curves: dict[str, Any],
+    path: Path,
+    title: str,
+    metric: str,
+    references: dict[str, float] | None = None,
+) -> Path:
+    """The best `metric` found against trial-epochs spent, one step line per search (label ->
+    DataFrame with columns trial_epochs and best, as search.budget_curve makes it), the point
+    where each reached its final best marked; `references` as horizontal lines. PNG (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    for (label, curve), colour in zip(curves.items(), _COLOURS, strict=False):
+        found = curve.dropna(subset=["best"])
+        if found.empty:
+            continue
+        axes.step(found["trial_epochs"], found["best"], where="post", color=colour, label=label)
+        first = found[found["best"] == found["best"].iloc[-1]].iloc[0]
+        axes.plot(first["trial_epochs"], first["best"], "o", color=colour, markersize=6)
+    for (label, value), style in zip((references or {}).items(), ("--", ":", "-."), strict=False):
+        axes.axhline(value, color="0.4", linestyle=style, linewidth=1, label=label)
+    axes.set_xlabel("trial-epochs spent (epochs trained, all trials together)")
+    axes.set_ylabel(f"best {metric} so far")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
 _COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

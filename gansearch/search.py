@@ -511,6 +511,36 @@ def read_reports(experiment_dir: Path) -> dict[str, pd.DataFrame]:
     return {str(k): group.reset_index(drop=True) for k, group in table.groupby("trial_id")}
 
 
+def search_histories(experiment_dir: Path) -> dict[str, pd.DataFrame]:
+    """Every trial's reports: the report log, or for an experiment without one, each trial
+    directory's result.json or progress.csv (whichever holds more rows)."""
+    reports = read_reports(experiment_dir)
+    if reports:
+        return reports
+    histories: dict[str, pd.DataFrame] = {}
+    for params in sorted(experiment_dir.glob("*/params.json")):
+        trial_dir = params.parent
+        tables = []
+        if (trial_dir / "result.json").exists():
+            lines = (trial_dir / "result.json").read_text(encoding="utf-8").splitlines()
+            rows = []
+            for line in lines:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue
+            tables.append(pd.json_normalize(rows, sep="/") if rows else pd.DataFrame())
+        if (trial_dir / "progress.csv").exists():
+            try:
+                tables.append(pd.read_csv(trial_dir / "progress.csv", dtype={"trial_id": str}))
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+                pass
+        table = max(tables, key=len, default=pd.DataFrame())
+        if not table.empty and "trial_id" in table:
+            histories[str(table["trial_id"].iloc[0])] = table
+    return histories
+
+
 def _stored_sessions(experiment_dir: Path) -> dict[tuple[str, str], int]:
     """The sessions already trained in an experiment (a resumed search's budget)."""
     sessions: dict[tuple[str, str], int] = {}

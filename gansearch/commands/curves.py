@@ -29,6 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_references(items: list[str]) -> dict[str, float]:
+    """--reference LABEL=NUMBER options as label -> value."""
+    from gansearch.errors import UsageError
+
+    references: dict[str, float] = {}
+    for item in items:
+        label, sep, value = item.rpartition("=")
+        try:
+            references[label] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not label:
+            raise UsageError(f"--reference {item!r}: expected LABEL=NUMBER, e.g. 'paper=225'")
+    return references
+
+
 def run(args: argparse.Namespace) -> int:
     """Load every run's history and draw the figure."""
     import torch
@@ -41,15 +57,7 @@ def run(args: argparse.Namespace) -> int:
     labels = args.labels or [p.name for p in args.runs]
     if len(labels) != len(args.runs):
         raise UsageError(f"--labels: {len(labels)} labels for {len(args.runs)} runs")
-    references: dict[str, float] = {}
-    for item in args.reference:
-        label, sep, value = item.rpartition("=")
-        try:
-            references[label] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not label:
-            raise UsageError(f"--reference {item!r}: expected LABEL=NUMBER, e.g. 'paper=225'")
+    references = parse_references(args.reference)
     histories = {}
     for label, directory in zip(labels, args.runs, strict=True):
         path = directory / CHECKPOINT
