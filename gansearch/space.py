@@ -12,8 +12,8 @@ A search space is YAML with these sections (search_spaces/digits.yaml is a compl
       discriminator.keep_probs[0]: {distribution: uniform, low: 0.5, high: 1.0}  # one entry
       discriminator.units: {distribution: categorical, choices: [[240, 240], [480, 480]]}
     search: {algorithm: tpe, seed: 0, options: {}}          # Optuna sampler and its options
-    scheduler: {type: asha, grace_period: 2, reduction_factor: 3}   # or median, none
-    budget: {trials: 20, max_epochs: 10, time_limit: null, concurrency: 2}
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 3}   # or median, pbt, none
+    budget: {trials: 20, max_epochs: 10, trial_epochs: null, time_limit: null, concurrency: 2}
     resources: {cpus: 1, gpus: 0, max_failures: 2}
     objective: {metric: valid_ll, eval_every: 1, samples: 2000, n_valid: 1000, quality: false}
     results: {dir: runs}
@@ -24,6 +24,13 @@ Pareto front; the first metric is the primary one, which early stopping uses. Me
 (maximised), fid, class_kl (minimised), classes_covered, confidence (maximised); the last four
 come from gansearch.quality's classifier, computed on the same samples as valid_ll at every
 evaluation epoch (also logged, without being objectives, with `quality: true`).
+
+`scheduler.type: pbt` is population-based training: `budget.trials` random configurations (so
+`search.algorithm: random`) trained side by side, and every `perturbation_interval` epochs after
+`grace_period` the bottom `quantile_fraction` copy a top trial's state and perturb the searched
+parameters listed in `mutate`, which must be settings the trainer can change mid-run
+(train_config.MUTABLE_SETTINGS: learning rates, k, momentum, dropout; never widths or pieces).
+`budget.trial_epochs` ends the search once all trials together have trained that many epochs.
 
 `load_space` validates all of it before anything starts; every error names the file, the key
 path and the reason. A scalar searched for a list setting (layer widths, keep-probabilities) sets
