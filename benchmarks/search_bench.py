@@ -12,7 +12,7 @@ In one run, on the same space and seeds:
      cost far less than N copies of the data set.
 
 Usage: python benchmarks/search_bench.py [--space search_spaces/digits.yaml] [--trials 12]
-       [--max-epochs 8] [--target LL] [--memory --data-dir D]
+       [--max-epochs 30] [--target LL] [--memory --data-dir D]
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="search_spaces/digits.yaml")
     parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--max-epochs", type=int, default=8)
+    parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--target", type=float, help="validation LL to reach (default: auto)")
     parser.add_argument("--memory", action="store_true", help="also measure shared data memory")
     parser.add_argument("--data-dir")
