@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -833,24 +834,30 @@ def _clip_to_ranges(config: dict, ranges: Mapping[str, tuple[float, float]]) -> 
 
 
 class _SynchronousPBT(PopulationBasedTraining):
-    """Ray Tune's synchronous PopulationBasedTraining, with its clock kept ahead of the trials.
+    """Ray Tune's synchronous PopulationBasedTraining that never leaves its population waiting.
 
-    A resumed search restores the trials but not the scheduler's next synchronisation time, which
-    starts again at the burn-in period; once every trial has passed it, Ray sets the next one to
-    the trials' own time and none of them is ever resumed. Here the next synchronisation stays
-    one perturbation interval after the furthest trial whenever all have reached it.
+    Ray's scheduler resumes a paused trial only while it is behind the next synchronisation time.
+    A resumed search restores the trials but restarts that time at the burn-in period, and trials
+    that end or copy across a synchronisation point can leave the last one ahead of it: then
+    nothing runs again. When no trial is running and some are waiting, the next
+    synchronisation moves one perturbation interval past the furthest waiting trial.
     """
 
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        decision = super().on_trial_result(tune_controller, trial, result)
-        times = [
-            self._trial_state[t].last_train_time
-            for t in tune_controller.get_live_trials()
-            if t in self._trial_state
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        trial = super().choose_trial_to_run(tune_controller)
+        if trial is not None:
+            return trial
+        live = tune_controller.get_live_trials()
+        if any(t.status == Trial.RUNNING for t in live):
+            return None  # the waiting trials wait for it
+        waiting = [
+            t for t in live if t.status in (Trial.PAUSED, Trial.PENDING) and t in self._trial_state
         ]
-        if times and min(times) >= self._next_perturbation_sync:
-            self._next_perturbation_sync = max(times) + self._perturbation_interval
-        return decision
+        if not waiting:
+            return None
+        furthest = max(self._trial_state[t].last_train_time for t in waiting)
+        self._next_perturbation_sync = furthest + self._perturbation_interval
+        return super().choose_trial_to_run(tune_controller)
 
 
 class _LastReportFilter(logging.Filter):
