@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import optuna
 import pandas as pd
 import ray
 from ray import tune
@@ -867,6 +868,15 @@ class _LastReportFilter(logging.Filter):
         return f"time_attr {PBT_TIME}" not in record.getMessage()
 
 
+def first_population(space: SearchSpace) -> list[dict[str, Any]]:
+    """pbt's first population: the first `budget.trials` draws of Optuna's random sampler with
+    the space's seed, the configurations a random search of the same space starts with (so the
+    two can be compared trial for trial)."""
+    study = optuna.create_study(sampler=make_sampler(space.search))
+    distributions = space.optuna_space()
+    return [dict(study.ask(distributions).params) for _ in range(space.budget.trials)]
+
+
 def _build_pbt_tuner(space: SearchSpace, trainable: Any, run_config: Any) -> Any:
     """Population-based training (Ray Tune's scheduler): the population is budget.trials
     random samples; the scheduler copies and perturbs, the trials run as in any search."""
@@ -910,7 +920,9 @@ def _build_pbt_tuner(space: SearchSpace, trainable: Any, run_config: Any) -> Any
         mode=space.objective.modes[0],
         # No concurrency limit here: the whole population is live (paused trials count), and
         # the trials' resources decide how many train at once.
-        search_alg=BasicVariantGenerator(random_state=space.search.seed),
+        search_alg=BasicVariantGenerator(
+            points_to_evaluate=first_population(space), random_state=space.search.seed
+        ),
         scheduler=scheduler,
         num_samples=budget.trials,
         reuse_actors=True,
