@@ -6,6 +6,7 @@ trains a population of four digits GANs.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import signal
@@ -20,16 +21,18 @@ import pytest
 
 from gansearch.search import (
     REPORTS_FILE,
+    GansearchOptunaSearch,
     TrialEpochBudget,
     _clip_to_ranges,
     _stored_sessions,
     _values,
     append_report,
     budget_curve,
+    first_population,
     read_reports,
     tune_domain,
 )
-from gansearch.space import load_space
+from gansearch.space import load_space, make_sampler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PBT = FIXTURES / "pbt_space.yaml"
@@ -116,6 +119,17 @@ def test_pbt_mutations_stay_in_the_searched_ranges() -> None:
         "optim.lr_g": 0.01,
         "discriminator.keep_probs[0]": 0.9,
     }
+
+
+def test_pbt_population_starts_from_the_random_searchs_first_draws() -> None:
+    space = load_space(PBT)
+    sampler = make_sampler(space.search)
+    searcher = GansearchOptunaSearch(
+        space=space.optuna_space(), metric="valid_ll", mode="max", sampler=sampler
+    )
+    random_search = [searcher.suggest(f"t{i}") for i in range(space.budget.trials)]
+    assert first_population(space) == random_search
+    assert len({json.dumps(c, sort_keys=True) for c in random_search}) == space.budget.trials
 
 
 # ----------------------------------------------------------------------------- end to end
