@@ -18,17 +18,10 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `gansearch compare`."""
+    from gansearch.commands.curves import add_figure_options
+
     parser.add_argument("experiments", nargs="+", type=Path, help="experiment directories")
-    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    parser.add_argument("--labels", nargs="+", help="one legend label per experiment")
-    parser.add_argument("--title", default="best objective against budget", help="figure title")
-    parser.add_argument(
-        "--reference",
-        action="append",
-        default=[],
-        metavar="LABEL=VALUE",
-        help="a horizontal line, e.g. 'paper configuration=52.5'; repeatable",
-    )
+    add_figure_options(parser, "best objective against budget", "e.g. 'paper configuration=52.5'")
     parser.add_argument("--csv", type=Path, help="also write the curves as CSV")
 
 

@@ -17,15 +17,20 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `gansearch curves`."""
     parser.add_argument("runs", nargs="+", type=Path, help="output directories of gansearch train")
+    add_figure_options(parser, "learning curves", "on the log-likelihood panel, e.g. 'paper=225'")
+
+
+def add_figure_options(parser: argparse.ArgumentParser, title: str, reference: str) -> None:
+    """--out, --labels, --title and --reference, shared by the figure commands."""
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: names)")
-    parser.add_argument("--title", default="learning curves", help="figure title")
+    parser.add_argument("--labels", nargs="+", help="one legend label per input (default: names)")
+    parser.add_argument("--title", default=title, help="figure title")
     parser.add_argument(
         "--reference",
         action="append",
         default=[],
         metavar="LABEL=VALUE",
-        help="a horizontal line on the log-likelihood panel, e.g. 'paper (test)=225'; repeatable",
+        help=f"a horizontal line {reference}; repeatable",
     )
 
 
