@@ -217,11 +217,24 @@ def budget_curves(
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()
-    for (label, curve), colour in zip(curves.items(), _COLOURS, strict=False):
+    styles = ((3.2, "-"), (2.0, "--"), (1.4, "-"), (1.2, ":"), (1.0, "-."), (1.0, "-"))
+    for (label, curve), colour, (width, style) in zip(
+        curves.items(), _COLOURS, styles, strict=False
+    ):
         found = curve.dropna(subset=["best"])
         if found.empty:
             continue
-        axes.step(found["trial_epochs"], found["best"], where="post", color=colour, label=label)
+        # Searches that start from the same configurations share their first steps: widths and
+        # dashes keep every line visible where they overlap.
+        axes.step(
+            found["trial_epochs"],
+            found["best"],
+            where="post",
+            color=colour,
+            linewidth=width,
+            linestyle=style,
+            label=label,
+        )
         first = found[found["best"] == found["best"].iloc[-1]].iloc[0]
         axes.plot(first["trial_epochs"], first["best"], "o", color=colour, markersize=6)
     for (label, value), style in zip((references or {}).items(), ("--", ":", "-."), strict=False):

@@ -190,13 +190,21 @@ def train_trial(
     # the trial-epoch budget adds up (a retry or a copied checkpoint starts a new session).
     session, start_epoch = uuid.uuid4().hex[:12], trainer.epoch
 
-    def spent() -> dict[str, Any]:
-        return {
+    def common() -> dict[str, Any]:
+        """What every report carries: the session's epoch count, and under pbt the values in
+        force and, in the session's first report, the checkpoint it started from."""
+        nonlocal copied
+        fields: dict[str, Any] = {
             "session": session,
             "session_epochs": trainer.epoch - start_epoch,
             "reported_at": time.time(),
             "node": node,
         }
+        if space.scheduler.type == "pbt":
+            fields["hp"] = dict(in_force)
+            fields.update(copied)
+            copied = dict(no_copy)
+        return fields
 
     while trainer.epoch < max_epochs:
         _chaos(space, trainer.epoch + 1)
@@ -204,7 +212,7 @@ def train_trial(
         try:
             metrics = trainer.run_epoch()
         except DivergenceError as exc:
-            report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, **spent()}
+            report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, **common()}
             report["session_epochs"] += 1  # the epoch that diverged was trained too
             tune.report(report)
             return
@@ -216,18 +224,14 @@ def train_trial(
             value = report.get(name)
             if value is None or not math.isfinite(value):
                 message = f"{name} is {value} at epoch {metrics.epoch}"
-                tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, **spent()})
+                tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, **common()})
                 return
         report["loop_seconds"] = loop_seconds
         report["threads"] = torch.get_num_threads()
         report["diverged"] = 0
-        report.update(spent())
-        if space.scheduler.type == "pbt":
-            report["hp"] = dict(in_force)
-            report.update(copied)
-            copied = dict(no_copy)
-            if trainer.epoch < max_epochs:  # the scheduler's clock: no copy after the last epoch
-                report[PBT_TIME] = trainer.epoch
+        report.update(common())
+        if space.scheduler.type == "pbt" and trainer.epoch < max_epochs:
+            report[PBT_TIME] = trainer.epoch  # the scheduler's clock: no copy after the last epoch
         with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
             origin = {"trial_id": me, "epoch": trainer.epoch}

@@ -195,8 +195,7 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
     assert "copied trial" in resumed.stdout  # the leaderboard shows lineage too
 
     # MLflow: each trial's schedule (hp.* at every epoch) and the lineage of those that copied.
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("pbt").experiment_id
     runs = client.search_runs([experiment_id], "tags.`gansearch.role` = 'trial'")
     assert len(runs) == 4
