@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gansearch.files import atomic_path
+
 HIGHLIGHT = (255, 210, 0)  # yellow outline of the nearest training examples, as in Figure 2
 
 
@@ -88,10 +90,8 @@ def sample_grid(
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +40,7 @@ from torch import nn
 
 from gansearch.data.base import Dataset
 from gansearch.errors import DataError, GansearchError
+from gansearch.files import atomic_path
 from gansearch.objectives import QUALITY_METRICS
 from gansearch.parzen import check_samples
 
@@ -345,14 +344,8 @@ def save_scorer(scorer: QualityScorer, path: Path) -> Path:
         "reference_histogram": torch.from_numpy(scorer.reference_histogram),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     scorer.path = path
     return path
 

@@ -27,11 +27,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, fields
@@ -42,6 +40,7 @@ import numpy as np
 
 from gansearch.data.base import Dataset
 from gansearch.errors import GansearchError, UsageError
+from gansearch.files import write_bytes, write_text
 from gansearch.parzen import ParzenConfig, evaluate
 from gansearch.quality import QualityScorer, data_fingerprint
 
@@ -361,7 +360,7 @@ def _kmeans(
         converged=fit.converged,
         seconds=fit.seconds,
     )
-    _write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
     return fit
 
 
@@ -421,16 +420,4 @@ def _read_rows(path: Path, key: str, say: Callable[[str], None]) -> list[Referen
 
 
 def _write_json(path: Path, value: Any) -> None:
-    _write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically, so concurrent reports never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(value, indent=2) + "\n")  # concurrent reports never read half

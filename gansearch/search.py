@@ -57,6 +57,7 @@ from ray.tune.search.optuna import OptunaSearch
 from gansearch.data import load_dataset
 from gansearch.data.locate import DATA_DIR_ENV
 from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
+from gansearch.files import write_text
 from gansearch.objectives import METRICS, QUALITY_METRICS, better, pareto_mask
 from gansearch.space import Param, SearchSpace, load_space, make_sampler
 from gansearch.tracking import (
@@ -1234,14 +1235,14 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         )
         if not options.resume:
             experiment_dir.mkdir(parents=True, exist_ok=True)
-            (experiment_dir / SPACE_COPY).write_text(Path(space.source).read_text())
+            write_text(experiment_dir / SPACE_COPY, Path(space.source).read_text())
             meta = {
                 "budget": dataclasses.asdict(space.budget),
                 "tracking_uri": None
                 if tracking_uri == default_tracking_uri(results_dir)
                 else tracking_uri,
             }
-            (experiment_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+            write_text(experiment_dir / META_FILE, json.dumps(meta, indent=2))
         tracker = SearchTracker.start(
             store,
             name,

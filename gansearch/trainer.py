@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 
 from gansearch.data.base import Dataset
 from gansearch.errors import ConfigError, DivergenceError, GansearchError
+from gansearch.files import atomic_path
 from gansearch.models import Discriminator, Generator, marginal_logits
 from gansearch.train_config import (
     TrainConfig,
@@ -447,17 +447,10 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike[str]) -> Path:
         """Write the checkpoint atomically (temporary file in the same folder, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "xb") as f:  # created with the user's umask
-                torch.save(self.state_dict(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "xb") as f:  # created with the user's umask
+            torch.save(self.state_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
         return path
 
     @classmethod

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from gansearch.errors import ConfigError, UsageError
+from gansearch.files import write_text
 from gansearch.train_config import (
     TrainConfig,
     apply_overrides,
@@ -225,9 +225,7 @@ def run(args: argparse.Namespace) -> int:
             **scores,
         },
     }
-    tmp = out / f".{METRICS}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / METRICS)
+    write_text(out / METRICS, json.dumps(summary, indent=2) + "\n")
     print(f"wrote {checkpoint}, {png} and {out / METRICS}", file=sys.stderr)
     return 0
 
