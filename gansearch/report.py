@@ -32,7 +32,6 @@ Parquet. The same files are written under `<experiment_dir>/report/`.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import sys
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from gansearch.errors import GansearchError, UsageError
+from gansearch.experiment import SPACE_COPY, read_results, stored_space, stored_tracking_uri
 from gansearch.tracking import (
     PARENT_TAG,
     TAG_EXPERIMENT_DIR,
@@ -58,9 +58,6 @@ from gansearch.tracking import (
 )
 
 # Files a search leaves in its experiment directory (gansearch.search writes them).
-RESULTS_FILE = "results.parquet"
-SPACE_COPY = "search_space.yaml"
-META_FILE = "gansearch.json"
 CHECKPOINT_FILE = "trainer.pt"
 RETRAINED = "retrained.pt"  # a stopped-early trial trained on to the budget (`retrain`)
 RETRAINED_BEST = "retrained-best.pt"  # its best validation epoch, when after the search's
@@ -148,49 +145,7 @@ class Report:
     references: list[Any] = field(default_factory=list)  # gansearch.references.ReferenceRow
 
 
-# --------------------------------------------------------------------------- locating a search
-
-
-def find_experiment(results_dir: Path, name: str | None) -> Path:
-    """The experiment directory of search `name` in `results_dir` (the only one if no name)."""
-    results_dir = Path(results_dir).expanduser()
-    if name is not None:
-        path = results_dir / name
-        if not (path / RESULTS_FILE).exists():
-            known = _experiments(results_dir)
-            hint = f"; searches there: {', '.join(known)}" if known else ""
-            raise UsageError(
-                f"--experiment {name}: no finished search at {path} (no {RESULTS_FILE}){hint}"
-            )
-        return path.resolve()
-    known = _experiments(results_dir)
-    if len(known) == 1:
-        return (results_dir / known[0]).resolve()
-    if not known:
-        raise UsageError(f"no search results in {results_dir}: run `gansearch run` first")
-    raise UsageError(f"{results_dir} holds several searches; choose one with --experiment: {known}")
-
-
-def _experiments(results_dir: Path) -> list[str]:
-    if not results_dir.is_dir():
-        return []
-    return sorted(p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}"))
-
-
-def stored_tracking_uri(experiment_dir: Path) -> str | None:
-    """The tracking URI the search was started with (None: the default store)."""
-    meta = experiment_dir / META_FILE
-    return json.loads(meta.read_text()).get("tracking_uri") if meta.exists() else None
-
-
-def _search_space(experiment_dir: Path) -> Any:
-    from gansearch.space import load_space
-
-    space = load_space(experiment_dir / SPACE_COPY)
-    meta = experiment_dir / META_FILE
-    if meta.exists():
-        space = space.with_budget(**json.loads(meta.read_text())["budget"])
-    return space
+# --------------------------------------------------------------------------- choosing trials
 
 
 def best_trials(
@@ -535,8 +490,8 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     if options.top < 1:
         raise UsageError(f"--top must be >= 1, got {options.top}")
     experiment_dir = Path(options.experiment_dir).resolve()
-    space = _search_space(experiment_dir)
-    results = pd.read_parquet(experiment_dir / RESULTS_FILE)
+    space = stored_space(experiment_dir)
+    results = read_results(experiment_dir)
     objective = space.objective
     if objective.multi:
         chosen = pareto_trials(results, space, options.top)
@@ -546,7 +501,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         chosen = best_trials(results, options.top)
     if chosen.empty:
         raise GansearchError(
-            f"{experiment_dir / RESULTS_FILE}: no trial has a validation log-likelihood and a "
+            f"{experiment_dir}: no trial has a validation log-likelihood and a "
             "checkpoint to report on"
         )
     uri = resolve_tracking_uri(

@@ -57,9 +57,19 @@ from ray.tune.search.optuna import OptunaSearch
 from gansearch.data import load_dataset
 from gansearch.data.locate import DATA_DIR_ENV
 from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
-from gansearch.files import write_text
+from gansearch.experiment import (
+    SPACE_COPY,
+    append_report,
+    has_results,
+    read_reports,
+    read_results,
+    save_setup,
+    stored_space,
+    stored_tracking_uri,
+    write_results,
+)
 from gansearch.objectives import METRICS, QUALITY_METRICS, better, pareto_mask
-from gansearch.space import Param, SearchSpace, load_space, make_sampler
+from gansearch.space import Param, SearchSpace, make_sampler
 from gansearch.tracking import (
     SearchTracker,
     TrackingStore,
@@ -74,10 +84,6 @@ METRIC = "valid_ll"  # the paper's objective, and the default
 CHECKPOINT_FILE = "trainer.pt"
 PBT_TIME = "pbt_epoch"  # the epoch, in every pbt report but the last one
 ORIGIN_FILE = "origin.json"  # beside CHECKPOINT_FILE: the trial and epoch that wrote it
-RESULTS_FILE = "results.parquet"
-REPORTS_FILE = "reports.jsonl"  # every trial report, as the driver received it
-SPACE_COPY = "search_space.yaml"
-META_FILE = "gansearch.json"
 
 log = logging.getLogger(__name__)
 
@@ -489,35 +495,6 @@ def budget_curve(histories: Mapping[str, pd.DataFrame], metric: str) -> pd.DataF
     return pd.DataFrame(points, columns=["trial_epochs", "best", "trial"])
 
 
-def append_report(path: Path, trial_id: str, result: Mapping[str, Any]) -> None:
-    """Append one trial report to the experiment's report log (the driver is its one writer).
-
-    Ray's own per-trial result files can lose rows when a trial is paused and restarted (pbt);
-    this log keeps every report: the budget, the lineage and the budget curve are read from it.
-    """
-    record = {k: v for k, v in result.items() if k != "config"}
-    record["trial_id"] = trial_id
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-
-
-def read_reports(experiment_dir: Path) -> dict[str, pd.DataFrame]:
-    """The report log of an experiment, one DataFrame per trial (nested values as `hp/<key>`)."""
-    path = experiment_dir / REPORTS_FILE
-    if not path.exists():
-        return {}
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # a line cut short by a killed driver
-            continue
-    if not records:
-        return {}
-    table = pd.json_normalize(records, sep="/")
-    return {str(k): group.reset_index(drop=True) for k, group in table.groupby("trial_id")}
-
-
 def search_histories(experiment_dir: Path) -> dict[str, pd.DataFrame]:
     """Every trial's reports: the report log, or for an experiment without one, each trial
     directory's result.json or progress.csv (whichever holds more rows)."""
@@ -584,7 +561,7 @@ class ProgressCallback:
     records: dict[str, _TrialRecord] = field(default_factory=dict)
     first_trial_at: float | None = None
     budget: TrialEpochBudget | None = None  # the trial-epoch budget, when the space sets one
-    log: Path | None = None  # REPORTS_FILE: every report appended, one JSON object a line
+    experiment_dir: Path | None = None  # where every report is appended (the report log)
     _last_print: float = 0.0
 
     def as_tune_callback(self) -> Any:
@@ -606,8 +583,8 @@ class ProgressCallback:
             self.first_trial_at = time.monotonic()
 
     def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
-        if self.log is not None:
-            append_report(self.log, trial_id, result)
+        if self.experiment_dir is not None:
+            append_report(self.experiment_dir, trial_id, result)
         if self.budget is not None:  # (Tune restores its own copy of the stopper on resume)
             self.budget(trial_id, dict(result))
         record = self.record(trial_id)
@@ -990,7 +967,7 @@ def results_table(
     of the final values. Rows are ranked by the primary objective (front first when multi).
     `earlier_walls` gives the wall times of trials that ended before a resume. When the
     trial-epoch budget ran out (`budget_spent`), the trials it cut short are stopped early.
-    `reports` (read_reports) gives each trial's lineage.
+    `reports` (experiment.read_reports) gives each trial's lineage.
     """
     objective = space.objective
     measured = [METRIC, *(QUALITY_METRICS if objective.needs_quality else ())]
@@ -1146,9 +1123,7 @@ def _short(value: Any) -> str:
 
 def _resume_space(given: SearchSpace, experiment_dir: Path, overrides: Mapping[str, int]):
     """The space a resumed search runs: the stored copy with its budget, never a changed one."""
-    stored = load_space(experiment_dir / SPACE_COPY)
-    meta = json.loads((experiment_dir / META_FILE).read_text())
-    stored = stored.with_budget(**meta["budget"])
+    stored = stored_space(experiment_dir)
     for key, value in overrides.items():
         if getattr(stored.budget, key) != value:
             raise UsageError(
@@ -1159,18 +1134,10 @@ def _resume_space(given: SearchSpace, experiment_dir: Path, overrides: Mapping[s
     if (given.params, given.trainer) != (stored.params, stored.trainer):
         print(
             f"gansearch: {given.source} differs from the copy the search started with; "
-            f"resuming runs the stored copy {experiment_dir / SPACE_COPY}",
+            f"resuming runs the stored copy {stored.source}",
             file=sys.stderr,
         )
     return stored
-
-
-def _stored_tracking_uri(experiment_dir: Path) -> str | None:
-    """The tracking URI a search was started with (None: the default store)."""
-    meta = experiment_dir / META_FILE
-    if not meta.exists():
-        return None
-    return json.loads(meta.read_text()).get("tracking_uri")
 
 
 def _quality_scorer(space: SearchSpace, dataset: Any, out: TextIO | None) -> Any:
@@ -1210,7 +1177,7 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
 
     # MLflow: an unreachable server fails here; opening the store (5 to 8 s for a new SQLite
     # file) overlaps with starting Ray.
-    stored_uri = _stored_tracking_uri(experiment_dir) if options.resume else None
+    stored_uri = stored_tracking_uri(experiment_dir) if options.resume else None
     tracking_uri = resolve_tracking_uri(options.tracking_uri, results_dir, stored_uri)
     check_reachable(tracking_uri)
     opener = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gansearch-mlflow-open")
@@ -1231,18 +1198,11 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
             out=out,
             interval=options.progress_interval,
             budget=counter,
-            log=experiment_dir / REPORTS_FILE,
+            experiment_dir=experiment_dir,
         )
         if not options.resume:
-            experiment_dir.mkdir(parents=True, exist_ok=True)
-            write_text(experiment_dir / SPACE_COPY, Path(space.source).read_text())
-            meta = {
-                "budget": dataclasses.asdict(space.budget),
-                "tracking_uri": None
-                if tracking_uri == default_tracking_uri(results_dir)
-                else tracking_uri,
-            }
-            write_text(experiment_dir / META_FILE, json.dumps(meta, indent=2))
+            default = tracking_uri == default_tracking_uri(results_dir)
+            save_setup(experiment_dir, space, None if default else tracking_uri)
         tracker = SearchTracker.start(
             store,
             name,
@@ -1268,8 +1228,8 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         fitting = True
         result_grid = tuner.fit()
         earlier: dict[str, float] = {}
-        if options.resume and (experiment_dir / RESULTS_FILE).exists():
-            before = pd.read_parquet(experiment_dir / RESULTS_FILE)
+        if options.resume and has_results(experiment_dir):
+            before = read_results(experiment_dir)
             earlier = dict(zip(before["trial_id"], before["wall_seconds"], strict=True))
         spent = progress.budget is not None and progress.budget.stop_all()
         table = results_table(
@@ -1283,8 +1243,8 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         interrupted = (len(result_grid) < space.budget.trials and not spent) or bool(
             (table["status"] == "interrupted").any() if not table.empty else False
         )
-        _parquet_safe(table).to_parquet(experiment_dir / RESULTS_FILE, index=False)
-        tracker.finish(interrupted, [experiment_dir / SPACE_COPY, experiment_dir / RESULTS_FILE])
+        results = write_results(experiment_dir, _parquet_safe(table))
+        tracker.finish(interrupted, [experiment_dir / SPACE_COPY, results])
     except BaseException as exc:
         if tracker is not None and tracker.is_open:
             # A search that never ran leaves no run; one that broke off says why.

@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from gansearch.cli import main
-from gansearch.search import REPORTS_FILE, SPACE_COPY, append_report
+from gansearch.experiment import SPACE_COPY, append_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -19,7 +19,7 @@ def _experiment(directory: Path, reports: list[tuple[str, dict]]) -> Path:
     directory.mkdir(parents=True)
     shutil.copy(FIXTURES / "small_space.yaml", directory / SPACE_COPY)
     for trial_id, result in reports:
-        append_report(directory / REPORTS_FILE, trial_id, result)
+        append_report(directory, trial_id, result)
     return directory
 
 

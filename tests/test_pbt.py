@@ -19,17 +19,15 @@ import mlflow
 import pandas as pd
 import pytest
 
+from gansearch.experiment import REPORTS_FILE, append_report, read_reports
 from gansearch.search import (
-    REPORTS_FILE,
     GansearchOptunaSearch,
     TrialEpochBudget,
     _clip_to_ranges,
     _stored_sessions,
     _values,
-    append_report,
     budget_curve,
     first_population,
-    read_reports,
     tune_domain,
 )
 from gansearch.space import load_space, make_sampler
@@ -92,9 +90,9 @@ def test_budget_curve_replays_reports_in_time_order() -> None:
 
 def test_report_log_keeps_every_report_and_the_sessions_trained(tmp_path) -> None:
     log = tmp_path / REPORTS_FILE
-    append_report(log, "x", {"session": "s", "session_epochs": 1, "config": {"big": 1}})
-    append_report(log, "x", {"session": "s", "session_epochs": 2, "hp": {"optim.k": 2}})
-    append_report(log, "y", {"session": "t", "session_epochs": 1, "copied_from": "x"})
+    append_report(tmp_path, "x", {"session": "s", "session_epochs": 1, "config": {"big": 1}})
+    append_report(tmp_path, "x", {"session": "s", "session_epochs": 2, "hp": {"optim.k": 2}})
+    append_report(tmp_path, "y", {"session": "t", "session_epochs": 1, "copied_from": "x"})
     with open(log, "a") as f:
         f.write('{"trial_id": "y", "sess')  # a line cut short by a killed driver
     reports = read_reports(tmp_path)

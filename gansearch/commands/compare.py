@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     from gansearch.commands.curves import parse_references
     from gansearch.errors import UsageError
+    from gansearch.experiment import SPACE_COPY, is_experiment, stored_space
     from gansearch.figures import budget_curves
-    from gansearch.search import SPACE_COPY, budget_curve, search_histories
-    from gansearch.space import load_space
+    from gansearch.search import budget_curve, search_histories
 
     labels = args.labels or [p.name for p in args.experiments]
     if len(labels) != len(args.experiments):
@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     references = parse_references(args.reference)
     curves, metrics = {}, set()
     for label, directory in zip(labels, args.experiments, strict=True):
-        if not (directory / SPACE_COPY).is_file():
+        if not is_experiment(directory):
             raise UsageError(f"{directory}: no {SPACE_COPY} (not a gansearch experiment)")
-        metric = load_space(directory / SPACE_COPY).objective.primary
+        metric = stored_space(directory).objective.primary
         metrics.add(metric)
         histories = search_histories(directory)
         if not histories:

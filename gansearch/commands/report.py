@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the best trials with the paper's protocol and print Table 1."""
     from gansearch.errors import UsageError
-    from gansearch.report import ReportOptions, find_experiment, format_report, make_report
+    from gansearch.experiment import find_experiment
+    from gansearch.report import ReportOptions, format_report, make_report
 
     if args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the space, run the search, print the leaderboard."""
-    from gansearch.search import RESULTS_FILE, RunOptions, format_leaderboard, run_search
+    from gansearch.experiment import RESULTS_FILE
+    from gansearch.search import RunOptions, format_leaderboard, run_search
     from gansearch.space import load_space
 
     space = load_space(args.space)

@@ -110,13 +110,13 @@ def _experiment_url(base: str, name: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Start the MLflow UI and keep it running until interrupted."""
+    from gansearch.experiment import stored_tracking_uri
     from gansearch.tracking import DB_FILE, is_remote, resolve_tracking_uri
 
     results_dir = Path(args.results_dir).expanduser().resolve()
     stored = None
     if args.experiment is not None:
-        meta = results_dir / args.experiment / "gansearch.json"
-        stored = json.loads(meta.read_text()).get("tracking_uri") if meta.exists() else None
+        stored = stored_tracking_uri(results_dir / args.experiment)
     uri = resolve_tracking_uri(args.tracking_uri, results_dir, stored)
     if is_remote(uri):
         print(f"the runs are on the MLflow tracking server {uri}: open it in a browser")
