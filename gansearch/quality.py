@@ -23,7 +23,6 @@ Nothing here knows about Ray or MLflow.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
-from gansearch.data.base import Dataset
+from gansearch.data.base import Dataset, array_digest
 from gansearch.errors import DataError, GansearchError
 from gansearch.files import atomic_path
 from gansearch.objectives import QUALITY_METRICS
@@ -229,13 +228,11 @@ def class_coverage(histogram: np.ndarray, reference: np.ndarray) -> tuple[int, f
 
 def data_fingerprint(dataset: Dataset) -> str:
     """A checksum of the images and labels a classifier learns from and is compared with."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{dataset.name}:{dataset.image_shape}".encode())
-    for part in ("train", "train_labels", "test", "test_labels"):
-        array = np.ascontiguousarray(getattr(dataset, part))
-        digest.update(f"{part}:{array.dtype}:{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
+    parts = ("train", "train_labels", "test", "test_labels")
+    return array_digest(
+        ((part, getattr(dataset, part)) for part in parts),
+        header=f"{dataset.name}:{dataset.image_shape}",
+    )
 
 
 def _require_labels(dataset: Dataset) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from gansearch.data.base import Dataset
+from gansearch.data.base import Dataset, array_digest
 from gansearch.errors import GansearchError, UsageError
 from gansearch.files import write_bytes, write_text
 from gansearch.parzen import ParzenConfig, evaluate
@@ -368,12 +368,7 @@ def _kmeans(
 
 
 def _digest(*arrays: np.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype}:{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
+    return array_digest((None, array) for array in arrays)
 
 
 def _digest_json(value: Any) -> str:

@@ -251,18 +251,13 @@ def final_evaluation(
     `sigmas` replaces the configured grid (`eval.sigmas`); `samples` reuses samples drawn by an
     earlier call with the same seed instead of drawing them again.
     """
-    from gansearch.parzen import ParzenConfig, evaluate
+    from gansearch.parzen import evaluate
 
     e = trainer.config.eval
     if samples is None:
         samples = trainer.sample(e.final_samples, rng=seeded_generator(trainer.device, seed))
         samples = samples.numpy()
-    config = ParzenConfig(
-        sigmas=e.sigmas if sigmas is None else sigmas,
-        n_valid=e.final_n_valid,
-        precision=e.precision,
-        device=str(trainer.device),
-    )
+    config = trainer.parzen_config(e.final_n_valid, sigmas)
     dataset = trainer.dataset
     return evaluate(samples, dataset.valid, dataset.test, config=config), samples
 
@@ -726,12 +721,7 @@ def _quality_scorer(dataset: Any, say: Callable[[str], None]) -> Any:
 
 def _protocol(trainer: Any) -> Any:
     """The ParzenConfig of the trials' final evaluation, for the reference rows."""
-    from gansearch.parzen import ParzenConfig
-
-    e = trainer.config.eval
-    return ParzenConfig(
-        sigmas=e.sigmas, n_valid=e.final_n_valid, precision=e.precision, device=str(trainer.device)
-    )
+    return trainer.parzen_config(trainer.config.eval.final_n_valid)
 
 
 def _log_references(store: TrackingStore, parent_id: str, references: Sequence[Any]) -> None:

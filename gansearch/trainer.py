@@ -30,10 +30,10 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from gansearch.train_config import (
     config_from_dict,
     config_to_dict,
 )
+
+if TYPE_CHECKING:
+    from gansearch.parzen import ParzenConfig
 
 CHECKPOINT_FORMAT = "gansearch.trainer/1"
 RNG_STREAMS = ("data", "noise", "dropout", "eval")  # each its own torch.Generator
@@ -372,6 +375,22 @@ class Trainer:
         self.generator.train()
         return torch.cat(chunks) if chunks else torch.empty(0, self.dataset.dim)
 
+    def parzen_config(
+        self, n_valid: int | None, sigmas: Sequence[float] | None = None
+    ) -> ParzenConfig:
+        """The Parzen protocol of this run's eval settings (gansearch.parzen.ParzenConfig): the
+        configured sigma grid unless `sigmas` is given, `n_valid` validation images, on the
+        trainer's device."""
+        from gansearch.parzen import ParzenConfig
+
+        e = self.config.eval
+        return ParzenConfig(
+            sigmas=tuple(e.sigmas if sigmas is None else sigmas),
+            n_valid=n_valid,
+            precision=e.precision,
+            device=str(self.device),
+        )
+
     def evaluate(
         self,
         n_samples: int,
@@ -387,15 +406,9 @@ class Trainer:
         scores samples already drawn instead of drawing new ones; `sigmas` replaces the
         configured grid (`eval.sigmas`).
         """
-        from gansearch.parzen import ParzenConfig, evaluate
+        from gansearch.parzen import evaluate
 
-        e = self.config.eval
-        parzen = ParzenConfig(
-            sigmas=e.sigmas if sigmas is None else sigmas,
-            n_valid=n_valid,
-            precision=e.precision,
-            device=str(self.device),
-        )
+        parzen = self.parzen_config(n_valid, sigmas)
         samples = self.sample(n_samples) if samples is None else samples
         return evaluate(
             samples, self.dataset.valid, self.dataset.test if test else None, config=parzen

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def array_digest(arrays: Iterable[tuple[str | None, np.ndarray]], header: str = "") -> str:
+    """A checksum of arrays' types, shapes and bytes (each optionally labelled), for cache keys."""
+    digest = hashlib.blake2b(digest_size=16)
+    if header:
+        digest.update(header.encode())
+    for label, array in arrays:
+        array = np.ascontiguousarray(array)
+        tag = f"{array.dtype}:{array.shape}"
+        digest.update((tag if label is None else f"{label}:{tag}").encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
