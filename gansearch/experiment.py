@@ -4,6 +4,7 @@
         search_space.yaml   the space file the search started with (a resume runs this copy)
         gansearch.json      the budget in force and the MLflow tracking URI (null: the default)
         reports.jsonl       every trial report, in the order the driver received them
+        trials.jsonl        how each trial ended: status, reason, wall time
         results.parquet     one row per trial, written when the search ends or is interrupted
         report/             gansearch report's Table 1 and figures
         train_trial_*/      Ray Tune's trial directories, with the checkpoints
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 SPACE_COPY = "search_space.yaml"
 META_FILE = "gansearch.json"
 REPORTS_FILE = "reports.jsonl"
+TRIALS_FILE = "trials.jsonl"
 RESULTS_FILE = "results.parquet"
 
 
@@ -118,6 +120,30 @@ def read_reports(experiment_dir: Path) -> dict[str, pd.DataFrame]:
         return {}
     table = pd.json_normalize(records, sep="/")
     return {str(k): group.reset_index(drop=True) for k, group in table.groupby("trial_id")}
+
+
+def append_trial_end(
+    experiment_dir: Path, trial_id: str, status: str, reason: str, wall_seconds: float | None
+) -> None:
+    """Add to the trial log how a trial ended (the status is computed once, when it ends)."""
+    record = {"trial_id": trial_id, "status": status, "reason": reason, "wall": wall_seconds}
+    with open(experiment_dir / TRIALS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_trial_log(experiment_dir: Path) -> dict[str, dict[str, Any]]:
+    """How each trial that ended, ended (the last entry of a trial wins), by trial id."""
+    path = experiment_dir / TRIALS_FILE
+    ended: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return ended
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a killed driver
+            continue
+        ended[str(record["trial_id"])] = record
+    return ended
 
 
 def has_results(experiment_dir: Path) -> bool:

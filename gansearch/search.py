@@ -60,9 +60,9 @@ from gansearch.errors import DataError, DivergenceError, GansearchError, UsageEr
 from gansearch.experiment import (
     SPACE_COPY,
     append_report,
-    has_results,
+    append_trial_end,
     read_reports,
-    read_results,
+    read_trial_log,
     save_setup,
     stored_space,
     stored_tracking_uri,
@@ -328,84 +328,60 @@ def _error_text(trial: Any) -> str:
     return lines[-1].strip() if lines else "the trial failed"
 
 
-class TuneProgress(tune.Callback):
-    """Forwards Tune's trial events to a ProgressCallback.
+class TrialEvents(tune.Callback):
+    """The one Tune callback: every trial event goes to the progress printer and trial log
+    (ProgressCallback) and to MLflow (SearchTracker), in the driver process.
 
-    Tune pickles its callbacks with the experiment; the progress object (with its output
-    stream) is left out, and a resumed search attaches a fresh one.
+    A trial's status is computed here, once, when it ends. Tune pickles its callbacks with the
+    experiment; the progress object (with its output stream) and the tracker are left out, and a
+    resumed search attaches fresh ones.
     """
 
-    def __init__(self, progress: ProgressCallback | None) -> None:
+    def __init__(
+        self, progress: ProgressCallback | None, tracker: SearchTracker | None, space: SearchSpace
+    ) -> None:
         self.progress = progress
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"progress": None}
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if self.progress:
-            self.progress.trial_started(trial.trial_id)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.progress:
-            self.progress.trial_result(trial.trial_id, result)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.progress:
-            self.progress.trial_ended(trial.trial_id, trial.last_result or {}, None)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if self.progress:
-            error = _error_text(trial)
-            self.progress.trial_ended(trial.trial_id, trial.last_result or {}, error)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        if self.progress:
-            self.progress.say(f"trial {trial.trial_id} crashed; retrying from its checkpoint")
-
-    def on_step_end(self, iteration, trials, **info):
-        if self.progress:
-            self.progress.tick()
-
-
-# --------------------------------------------------------------------------- MLflow (tracking.py)
-
-
-class TuneTracking(tune.Callback):
-    """Forwards Tune's trial events to the MLflow SearchTracker, in the driver process.
-
-    Like TuneProgress it is pickled without its tracker; a resumed search attaches a fresh one.
-    """
-
-    def __init__(self, tracker: SearchTracker | None, space: SearchSpace) -> None:
         self.tracker = tracker
         self.space = space
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"tracker": None, "space": self.space}
+        return {"progress": None, "tracker": None, "space": self.space}
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self.progress:
+            self.progress.trial_started(trial.trial_id)
         if self.tracker:
             params = {p.key: p.decode((trial.config or {}).get(p.key)) for p in self.space.params}
             self.tracker.trial_started(trial.trial_id, params)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.progress:
+            self.progress.trial_result(trial.trial_id, result)
         if self.tracker:
             self.tracker.trial_result(trial.trial_id, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.tracker:
-            status, reason = classify(trial.last_result or {}, None, self.space.budget.max_epochs)
-            self.tracker.trial_ended(trial.trial_id, status, reason)
+        self._ended(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial, _error_text(trial))
+
+    def _ended(self, trial: Any, error: str | None) -> None:
+        status, reason = classify(trial.last_result or {}, error, self.space.budget.max_epochs)
+        if self.progress:
+            self.progress.trial_ended(trial.trial_id, status, reason)
         if self.tracker:
-            result = trial.last_result or {}
-            status, reason = classify(result, _error_text(trial), self.space.budget.max_epochs)
             self.tracker.trial_ended(trial.trial_id, status, reason)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        if self.progress:
+            self.progress.say(f"trial {trial.trial_id} crashed; retrying from its checkpoint")
         if self.tracker:
             self.tracker.trial_retried(trial.trial_id, int(getattr(trial, "num_failures", 0)))
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.progress:
+            self.progress.tick()
 
 
 def _tracking_params(space: SearchSpace) -> dict[str, Any]:
@@ -564,10 +540,6 @@ class ProgressCallback:
     experiment_dir: Path | None = None  # where every report is appended (the report log)
     _last_print: float = 0.0
 
-    def as_tune_callback(self) -> Any:
-        """The Ray Tune Callback that feeds this object."""
-        return TuneProgress(self)
-
     def record(self, trial_id: str) -> _TrialRecord:
         return self.records.setdefault(trial_id, _TrialRecord())
 
@@ -595,10 +567,14 @@ class ProgressCallback:
             if math.isnan(record.best) or better(metric, float(value), record.best):
                 record.best = float(value)
 
-    def trial_ended(self, trial_id: str, result: Mapping[str, Any], error: str | None) -> None:
+    def trial_ended(self, trial_id: str, status: str, reason: str) -> None:
+        """The trial ended with `status` (and why): print it and add it to the trial log."""
         record = self.record(trial_id)
         record.ended = time.monotonic()
-        record.status, record.reason = classify(result, error, self.space.budget.max_epochs)
+        record.status, record.reason = status, reason
+        if self.experiment_dir is not None:
+            wall = record.ended - record.started if record.started is not None else None
+            append_trial_end(self.experiment_dir, trial_id, status, reason, wall)
         metric = self.space.objective.primary
         best = f", best {metric} {record.best:.2f}" if math.isfinite(record.best) else ""
         why = f" ({record.reason})" if record.reason else ""
@@ -729,7 +705,7 @@ def _build_tuner(
     run_config = tune.RunConfig(
         name=experiment_dir.name,
         storage_path=str(experiment_dir.parent),
-        callbacks=[progress.as_tune_callback(), TuneTracking(tracker, space)],
+        callbacks=[TrialEvents(progress, tracker, space)],
         stop=stopper,
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=resources.max_failures),
@@ -953,9 +929,8 @@ def _last_in_history(history: pd.DataFrame | None, metric: str) -> float:
 
 def results_table(
     result_grid: Any,
-    progress: ProgressCallback,
     space: SearchSpace,
-    earlier_walls: Mapping[str, float] | None = None,
+    trial_log: Mapping[str, Mapping[str, Any]] | None = None,
     budget_spent: bool = False,
     reports: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
@@ -965,8 +940,10 @@ def results_table(
     `final_<metric>` are those of its last evaluation, the values Optuna recorded and its last
     checkpoint holds. A multi-objective search adds `pareto`: the trial is on the Pareto front
     of the final values. Rows are ranked by the primary objective (front first when multi).
-    `earlier_walls` gives the wall times of trials that ended before a resume. When the
-    trial-epoch budget ran out (`budget_spent`), the trials it cut short are stopped early.
+    A trial's status and wall time come from the trial log (`trial_log`, experiment's
+    read_trial_log: how each trial that ended, ended, also before a resume); a trial that had
+    not ended when the search stopped is finished if it had trained every epoch, stopped early
+    if the trial-epoch budget ran out (`budget_spent`), and interrupted otherwise.
     `reports` (experiment.read_reports) gives each trial's lineage.
     """
     objective = space.objective
@@ -978,21 +955,12 @@ def results_table(
         history = trial_history(result)
         best, best_epoch = _best_in_history(history, objective.primary)
         error = str(result.error) if result.error is not None else None
-        status, reason = classify(metrics, error, space.budget.max_epochs)
-        record = progress.records.get(trial_id)
-        cut_short = int(metrics.get("epoch", 0)) < space.budget.max_epochs
-        if record is not None and record.status in ("running", "pending") and error is None:
-            if not cut_short:  # it ended as the search did (the budget ran out at its last epoch)
-                status, reason = "finished", ""
-            elif budget_spent:
-                status, reason = "stopped early", "the search's trial-epoch budget was spent"
-            else:
-                status, reason = "interrupted", "the search stopped before this trial ended"
-        wall = (
-            record.ended - record.started
-            if record and record.started is not None and record.ended is not None
-            else (earlier_walls or {}).get(trial_id, math.nan)
-        )
+        ended = (trial_log or {}).get(trial_id)
+        if ended is not None:
+            status, reason = ended["status"], ended["reason"]
+            wall = math.nan if ended.get("wall") is None else float(ended["wall"])
+        else:
+            status, reason, wall = _unended_status(metrics, error, space, budget_spent)
         loop = float(metrics.get("loop_seconds", math.nan))
         row = {
             "trial_id": trial_id,
@@ -1025,6 +993,19 @@ def results_table(
         table["pareto"] = pareto_mask(np.where(ok[:, None], finals, np.nan), objective.modes)
         sort_by, ascending = ["pareto", *sort_by], [False, *ascending]
     return table.sort_values(sort_by, ascending=ascending, na_position="last", ignore_index=True)
+
+
+def _unended_status(
+    metrics: Mapping[str, Any], error: str | None, space: SearchSpace, budget_spent: bool
+) -> tuple[str, str, float]:
+    """Status, reason and wall time (unknown) of a trial the search stopped before it ended."""
+    if error is not None:
+        return (*classify(metrics, error, space.budget.max_epochs), math.nan)
+    if int(metrics.get("epoch", 0)) >= space.budget.max_epochs:  # it ended as the search did
+        return "finished", "", math.nan
+    if budget_spent:
+        return "stopped early", "the search's trial-epoch budget was spent", math.nan
+    return "interrupted", "the search stopped before this trial ended", math.nan
 
 
 def _best_checkpoint(result: Any, metric: str) -> str | None:
@@ -1227,16 +1208,11 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         tuner = _build_tuner(space, options, experiment_dir, progress, tracker, quality, stopper)
         fitting = True
         result_grid = tuner.fit()
-        earlier: dict[str, float] = {}
-        if options.resume and has_results(experiment_dir):
-            before = read_results(experiment_dir)
-            earlier = dict(zip(before["trial_id"], before["wall_seconds"], strict=True))
         spent = progress.budget is not None and progress.budget.stop_all()
         table = results_table(
             result_grid,
-            progress,
             space,
-            earlier,
+            trial_log=read_trial_log(experiment_dir),
             budget_spent=spent,
             reports=read_reports(experiment_dir),
         )

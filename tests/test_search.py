@@ -24,6 +24,7 @@ import torch
 from processes import processes_with_env
 
 from gansearch.cli import main
+from gansearch.experiment import read_trial_log
 from gansearch.search import GansearchOptunaSearch, _best_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -57,6 +58,11 @@ def test_small_search_end_to_end(tmp_path, capsys):
     assert "best 8 of 8 trials" in out
     assert f"{best['trial_id']:<12} {best['valid_ll']:15.2f}" in out
     assert "trials of 8:" in err and "stopped early after" in err
+    # The status was computed once, when each trial ended, into the trial log the table reads.
+    log = read_trial_log(tmp_path / "digits-quick")
+    assert set(log) == set(table["trial_id"])
+    statuses = dict(zip(table["trial_id"], table["status"], strict=True))
+    assert {t: e["status"] for t, e in log.items()} == statuses
     # Optuna saw every trial end: nothing left RUNNING.
     states = [t.state for t in study_of(tmp_path / "digits-quick").trials]
     assert len(states) == 8 and optuna.trial.TrialState.RUNNING not in states
@@ -240,6 +246,7 @@ def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
     table = pd.read_parquet(tmp_path / "small" / "results.parquet")
     assert len(table) == 6 and table["trial_id"].is_unique
     assert set(table["status"]) <= {"finished", "stopped early"}
+    assert table["wall_seconds"].notna().all()  # also of the trials that ended before the resume
     trials = study_of(tmp_path / "small").trials
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
     assert "best 6 of 6 trials" in resumed.stdout
