@@ -17,6 +17,7 @@ A search space is YAML with these sections (search_spaces/digits.yaml is a compl
     resources: {cpus: 1, gpus: 0, max_failures: 2}
     objective: {metric: valid_ll, eval_every: 1, samples: 2000, n_valid: 1000, quality: false}
     results: {dir: runs}
+    chaos: {crash_at_epoch: null, kill_at_epoch: null}   # a testing aid, see below
 
 `objective.metric` is one metric or a list: `[valid_ll, fid]` makes the search multi-objective
 (NSGA-II unless `search.algorithm` names another multi-objective sampler), and its result is a
@@ -31,6 +32,10 @@ evaluation epoch (also logged, without being objectives, with `quality: true`).
 parameters listed in `mutate`, which must be settings the trainer can change mid-run
 (train_config.MUTABLE_SETTINGS: learning rates, k, momentum, dropout; never widths or pieces).
 `budget.trial_epochs` ends the search once all trials together have trained that many epochs.
+
+`chaos` is a testing aid, not a search setting: with it, every trial's first attempt raises
+(`crash_at_epoch`) or kills its worker process (`kill_at_epoch`) at the start of that epoch, to
+see retries from checkpoints work (`resources.max_failures`). Leave it out of real searches.
 
 `load_space` validates all of it before anything starts; every error names the file, the key
 path and the reason. A scalar searched for a list setting (layer widths, keep-probabilities) sets
