@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,15 @@ from gansearch.tracking import (
     param_name,
     resolve_tracking_uri,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from gansearch.data.base import Dataset
+    from gansearch.parzen import ParzenConfig
+    from gansearch.quality import QualityScorer
+    from gansearch.space import SearchSpace
+    from gansearch.trainer import Trainer
 
 # Files a search leaves in its experiment directory (gansearch.search writes them).
 CHECKPOINT_FILE = "trainer.pt"
@@ -162,7 +171,7 @@ def best_trials(
     return ranked.head(top).reset_index(drop=True)
 
 
-def pareto_trials(results: pd.DataFrame, space: Any, top: int) -> pd.DataFrame:
+def pareto_trials(results: pd.DataFrame, space: SearchSpace, top: int) -> pd.DataFrame:
     """The first `top` trials of a multi-objective search's Pareto front (the `pareto` column
     of results.parquet), by the final value of the primary objective, that left a checkpoint."""
     objective = space.objective
@@ -172,7 +181,7 @@ def pareto_trials(results: pd.DataFrame, space: Any, top: int) -> pd.DataFrame:
     return best_trials(front, top, f"final_{objective.primary}", objective.modes[0])
 
 
-def pareto_table(results: pd.DataFrame, space: Any, rows: list[ReportRow]) -> pd.DataFrame:
+def pareto_table(results: pd.DataFrame, space: SearchSpace, rows: list[ReportRow]) -> pd.DataFrame:
     """The whole Pareto front: each member's final search values and parameters, and the test
     numbers of the members the report evaluated (empty for the others)."""
     objective = space.objective
@@ -193,7 +202,7 @@ def pareto_table(results: pd.DataFrame, space: Any, rows: list[ReportRow]) -> pd
     return table
 
 
-def pareto_markdown(table: pd.DataFrame, space: Any) -> str:
+def pareto_markdown(table: pd.DataFrame, space: SearchSpace) -> str:
     """The Pareto front as Markdown: search values, then test numbers where evaluated."""
     objective = space.objective
     header = [
@@ -233,7 +242,7 @@ def pareto_markdown(table: pd.DataFrame, space: Any) -> str:
 # --------------------------------------------------------------------------- evaluation
 
 
-def seeded_generator(device: Any, seed: int) -> Any:
+def seeded_generator(device: torch.device | str, seed: int) -> torch.Generator:
     """The torch.Generator that seeds the report's noise."""
     import torch
 
@@ -241,7 +250,7 @@ def seeded_generator(device: Any, seed: int) -> Any:
 
 
 def final_evaluation(
-    trainer: Any,
+    trainer: Trainer,
     seed: int,
     sigmas: tuple[float, ...] | None = None,
     samples: np.ndarray | None = None,
@@ -262,7 +271,7 @@ def final_evaluation(
     return evaluate(samples, dataset.valid, dataset.test, config=config), samples
 
 
-def interpolations(trainer: Any, rows: int, steps: int, seed: int) -> np.ndarray:
+def interpolations(trainer: Trainer, rows: int, steps: int, seed: int) -> np.ndarray:
     """Figure 3: G along straight lines between `rows` random pairs of z, `steps` points each.
 
     Returns (rows * steps, d) images, row-major.
@@ -678,7 +687,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
 
 
 def _write_pareto(
-    results: pd.DataFrame, space: Any, rows: list[ReportRow], out_dir: Path, name: str
+    results: pd.DataFrame, space: SearchSpace, rows: list[ReportRow], out_dir: Path, name: str
 ) -> list[Path]:
     """pareto.md, pareto.csv and pareto.png (every trial's final objectives, front marked)."""
     from gansearch.figures import pareto_plot
@@ -704,7 +713,7 @@ def _write_pareto(
     return files
 
 
-def _quality_scorer(dataset: Any, say: Callable[[str], None]) -> Any:
+def _quality_scorer(dataset: Dataset, say: Callable[[str], None]) -> QualityScorer | None:
     """The data set's classifier (trained and cached the first time); None without labels."""
     from gansearch.quality import load_scorer
 
@@ -719,7 +728,7 @@ def _quality_scorer(dataset: Any, say: Callable[[str], None]) -> Any:
     return scorer
 
 
-def _protocol(trainer: Any) -> Any:
+def _protocol(trainer: Trainer) -> ParzenConfig:
     """The ParzenConfig of the trials' final evaluation, for the reference rows."""
     return trainer.parzen_config(trainer.config.eval.final_n_valid)
 

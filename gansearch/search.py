@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import optuna
@@ -79,6 +79,11 @@ from gansearch.tracking import (
     resolve_tracking_uri,
 )
 from gansearch.train_config import MUTABLE_SETTINGS
+
+if TYPE_CHECKING:
+    from gansearch.data.base import Dataset
+    from gansearch.quality import QualityScorer
+    from gansearch.train_config import DataConfig
 
 METRIC = "valid_ll"  # the paper's objective, and the default
 CHECKPOINT_FILE = "trainer.pt"
@@ -147,7 +152,10 @@ def _chaos(space: SearchSpace, epoch: int) -> None:
 
 
 def train_trial(
-    config: dict[str, Any], space: SearchSpace, data_dir: str | None, quality: Any = None
+    config: dict[str, Any],
+    space: SearchSpace,
+    data_dir: str | None,
+    quality: QualityScorer | None = None,
 ) -> None:
     """Ray Tune function trainable: one trial of the search (runs in a Ray worker).
 
@@ -246,7 +254,7 @@ def train_trial(
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def _trial_dataset(data: Any, data_dir: str | None, node: str) -> Any:
+def _trial_dataset(data: DataConfig, data_dir: str | None, node: str) -> Dataset:
     """The trial's data set, read on its node and never downloaded there (cluster, #6).
 
     The driver has already found (or downloaded) the data; a trial on a node that lacks it
@@ -692,7 +700,7 @@ def _build_tuner(
     experiment_dir: Path,
     progress: ProgressCallback,
     tracker: SearchTracker | None = None,
-    quality: Any = None,
+    quality: QualityScorer | None = None,
     stopper: TrialEpochBudget | None = None,
 ):
     budget, resources = space.budget, space.resources
@@ -1121,7 +1129,9 @@ def _resume_space(given: SearchSpace, experiment_dir: Path, overrides: Mapping[s
     return stored
 
 
-def _quality_scorer(space: SearchSpace, dataset: Any, out: TextIO | None) -> Any:
+def _quality_scorer(
+    space: SearchSpace, dataset: Dataset, out: TextIO | None
+) -> QualityScorer | None:
     """The quality classifier the trials score their samples with (trained once, then cached),
     or None when the space asks for no quality metric."""
     if not space.objective.needs_quality:
