@@ -46,16 +46,7 @@ import pandas as pd
 
 from gansearch.errors import GansearchError, UsageError
 from gansearch.experiment import SPACE_COPY, read_results, stored_space, stored_tracking_uri
-from gansearch.tracking import (
-    PARENT_TAG,
-    TAG_EXPERIMENT_DIR,
-    TAG_ROLE,
-    TAG_STATUS,
-    TAG_TRIAL_ID,
-    TrackingStore,
-    param_name,
-    resolve_tracking_uri,
-)
+from gansearch.tracking import ReportLogger, resolve_tracking_uri
 
 if TYPE_CHECKING:
     import torch
@@ -511,10 +502,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     uri = resolve_tracking_uri(
         options.tracking_uri, experiment_dir.parent, stored_tracking_uri(experiment_dir)
     )
-    store = TrackingStore.open(uri, experiment_dir.parent)
-    experiment_id = store.experiment_id(experiment_dir.name)
-    parent_id = _parent_run(store, experiment_id, experiment_dir)
-    child_runs = store.trial_runs(experiment_id, parent_id)
+    mlflow_log = ReportLogger.open(uri, experiment_dir)
 
     data = space.trainer.data
     dataset = load_dataset(data.name, options.data_dir, fold=data.fold)
@@ -630,7 +618,20 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
             ),
             **{k: getattr(quality, k) for k in QUALITY_FIELDS if quality is not None},
         )
-        run_id = _log_trial(store, experiment_id, parent_id, child_runs, trial, space, row, files)
+        run_id = mlflow_log.log_trial(
+            row.trial_id,
+            row.status,
+            {p.key: trial.get(p.key) for p in space.params},
+            _test_metrics(row),
+            row.epochs,
+            {
+                "gansearch.report_rank": str(row.rank),
+                "gansearch.report_seed": str(row.seed),
+                "gansearch.retrained": str(row.retrained).lower(),
+                "gansearch.report_note": row.note,
+            },
+            files,
+        )
         seconds = time.perf_counter() - started
         row = _replace(row, run_id=run_id, seconds=seconds)
         rows.append(row)
@@ -665,23 +666,26 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     (out_dir / f"{TABLE_NAME}.md").write_text(markdown, encoding="utf-8")
     table.to_csv(out_dir / f"{TABLE_NAME}.csv", index=False)
     table.to_parquet(out_dir / f"{TABLE_NAME}.parquet", index=False)
-    try:
-        for suffix in ("md", "csv", "parquet"):
-            store.client.log_artifact(parent_id, str(out_dir / f"{TABLE_NAME}.{suffix}"), "table1")
-        _log_references(store, parent_id, references)
-        for path in pareto_files:
-            store.client.log_artifact(parent_id, str(path), "pareto")
-        store.client.set_tag(parent_id, "gansearch.report", f"top {len(rows)}, seed {options.seed}")
-    except Exception as exc:
-        raise GansearchError(f"MLflow: cannot log Table 1 to run {parent_id}: {exc}") from None
+    mlflow_log.log_table(
+        {
+            "table1": [out_dir / f"{TABLE_NAME}.{suffix}" for suffix in ("md", "csv", "parquet")],
+            "pareto": pareto_files,
+        },
+        {
+            f"reference_{ref.kind}_{name}": value
+            for ref in references
+            for name, value in ref.metrics().items()
+        },
+        f"top {len(rows)}, seed {options.seed}",
+    )
     return Report(
         rows=rows,
         table=table,
         markdown=markdown,
         directory=out_dir,
         tracking_uri=uri,
-        experiment_id=experiment_id,
-        parent_run_id=parent_id,
+        experiment_id=mlflow_log.experiment_id,
+        parent_run_id=mlflow_log.parent_run_id,
         references=references,
     )
 
@@ -733,18 +737,23 @@ def _protocol(trainer: Trainer) -> ParzenConfig:
     return trainer.parzen_config(trainer.config.eval.final_n_valid)
 
 
-def _log_references(store: TrackingStore, parent_id: str, references: Sequence[Any]) -> None:
-    """The reference rows' numbers on the search's parent run: reference_<kind>_<metric>."""
-    from mlflow.entities import Metric
-
-    stamp = int(time.time() * 1000)
-    metrics = [
-        Metric(f"reference_{ref.kind}_{name}", value, stamp, 0)
-        for ref in references
-        for name, value in ref.metrics().items()
-    ]
-    if metrics:
-        store.client.log_batch(parent_id, metrics=metrics)
+def _test_metrics(row: ReportRow) -> dict[str, float]:
+    """A reported trial's MLflow metrics: the Table 1 numbers and the quality metrics."""
+    values = {
+        "test_ll": row.test_mean,
+        "test_ll_se": row.test_se,
+        "test_sigma": row.sigma,
+        "test_ll_fine": row.fine_test_mean,
+        "test_ll_fine_se": row.fine_test_se,
+        "test_sigma_fine": row.fine_sigma,
+        "final_valid_ll": row.valid_mean,
+        "final_valid_se": row.valid_se,
+        "final_samples": row.n_samples,
+    }
+    for name in ("fid", "classes_covered", "class_kl", "confidence"):
+        if getattr(row, name) is not None:
+            values[f"test_{name}"] = getattr(row, name)
+    return values
 
 
 def _replace(row: ReportRow, **changes: Any) -> ReportRow:
@@ -830,75 +839,6 @@ def _retrain(
     if chosen is not None and chosen.epoch > len(searched) and best_path.exists():
         return trainer, path if chosen.epoch == trainer.epoch else best_path
     return trainer, best
-
-
-def _parent_run(store: TrackingStore, experiment_id: str, experiment_dir: Path) -> str:
-    """The search's parent run; created if the search was run without tracking."""
-    found = store.find_search_run(experiment_id, experiment_dir)
-    if found is not None:
-        return found.info.run_id
-    tags = {TAG_ROLE: "search", TAG_EXPERIMENT_DIR: str(experiment_dir), TAG_STATUS: "unknown"}
-    run = store.client.create_run(experiment_id, run_name=experiment_dir.name, tags=tags)
-    store.client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
-
-
-def _log_trial(
-    store: TrackingStore,
-    experiment_id: str,
-    parent_id: str,
-    child_runs: dict[str, Any],
-    trial: dict[str, Any],
-    space: Any,
-    row: ReportRow,
-    files: list[Path],
-) -> str:
-    """Test metrics, tags and artifacts on the trial's child run (created if missing)."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    client = store.client
-    try:
-        run = child_runs.get(row.trial_id)
-        if run is None:
-            tags = {PARENT_TAG: parent_id, TAG_ROLE: "trial", TAG_TRIAL_ID: row.trial_id}
-            tags[TAG_STATUS] = row.status
-            created = client.create_run(experiment_id, run_name=row.trial_id, tags=tags)
-            run_id = created.info.run_id
-            params = [Param(param_name(p.key), str(trial.get(p.key))) for p in space.params]
-            client.log_batch(run_id, params=params)
-            client.set_terminated(run_id, "FINISHED")
-        else:
-            run_id = run.info.run_id
-        stamp = int(time.time() * 1000)
-        values = {
-            "test_ll": row.test_mean,
-            "test_ll_se": row.test_se,
-            "test_sigma": row.sigma,
-            "test_ll_fine": row.fine_test_mean,
-            "test_ll_fine_se": row.fine_test_se,
-            "test_sigma_fine": row.fine_sigma,
-            "final_valid_ll": row.valid_mean,
-            "final_valid_se": row.valid_se,
-            "final_samples": row.n_samples,
-        }
-        for name in ("fid", "classes_covered", "class_kl", "confidence"):
-            if getattr(row, name) is not None:
-                values[f"test_{name}"] = getattr(row, name)
-        metrics = [Metric(k, float(v), stamp, row.epochs) for k, v in values.items()]
-        tags = [
-            RunTag("gansearch.report_rank", str(row.rank)),
-            RunTag("gansearch.report_seed", str(row.seed)),
-            RunTag("gansearch.retrained", str(row.retrained).lower()),
-            RunTag("gansearch.report_note", row.note),
-        ]
-        client.log_batch(run_id, metrics=metrics, tags=tags)
-        for path in files:
-            client.log_artifact(run_id, str(path), "report")
-    except Exception as exc:
-        raise GansearchError(
-            f"MLflow: cannot log the report of trial {row.trial_id}: {exc}"
-        ) from None
-    return run_id
 
 
 def format_report(report: Report) -> str:

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -459,6 +459,103 @@ class SearchTracker:
 
         child = self._child(trial_id)
         self.store.client.log_batch(child.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+@dataclass
+class ReportLogger:
+    """The MLflow writes of `gansearch report`: the test numbers, tags and artifacts of each
+    reported trial's run, and Table 1 and the reference rows on the search's parent run.
+
+    Runs a search logged are found by their tags; a search run without tracking gets them
+    created here, with the tags SearchTracker gives its own.
+    """
+
+    store: TrackingStore
+    experiment_id: str
+    parent_run_id: str
+    trial_runs: dict[str, Any]  # trial id -> its child run, as the search logged them
+
+    @classmethod
+    def open(cls, uri: str, experiment_dir: Path) -> ReportLogger:
+        """Open the store and find (or create) the search's parent run and its trial runs."""
+        store = TrackingStore.open(uri, experiment_dir.parent)
+        experiment_id = store.experiment_id(experiment_dir.name)
+        found = store.find_search_run(experiment_id, experiment_dir)
+        if found is not None:
+            parent_id = found.info.run_id
+        else:
+            tags = {TAG_ROLE: "search", TAG_EXPERIMENT_DIR: str(experiment_dir)}
+            tags[TAG_STATUS] = "unknown"
+            run = store.client.create_run(experiment_id, run_name=experiment_dir.name, tags=tags)
+            store.client.set_terminated(run.info.run_id, "FINISHED")
+            parent_id = run.info.run_id
+        return cls(store, experiment_id, parent_id, store.trial_runs(experiment_id, parent_id))
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    def log_trial(
+        self,
+        trial_id: str,
+        status: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        step: int,
+        tags: Mapping[str, str],
+        files: Sequence[Path],
+    ) -> str:
+        """Log a reported trial's numbers, tags and files on its run (created, with `status`
+        and `params`, if the search logged none); returns the run id."""
+        from mlflow.entities import Metric, RunTag
+
+        client = self.store.client
+        try:
+            run = self.trial_runs.get(trial_id)
+            if run is None:
+                run_tags = {PARENT_TAG: self.parent_run_id, TAG_ROLE: "trial"}
+                run_tags.update({TAG_TRIAL_ID: trial_id, TAG_STATUS: status})
+                created = client.create_run(self.experiment_id, run_name=trial_id, tags=run_tags)
+                run_id = created.info.run_id
+                _log_params(client, run_id, params)
+                client.set_terminated(run_id, "FINISHED")
+            else:
+                run_id = run.info.run_id
+            stamp = int(time.time() * 1000)
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()],
+                tags=[RunTag(k, v) for k, v in tags.items()],
+            )
+            for path in files:
+                client.log_artifact(run_id, str(path), "report")
+        except Exception as exc:
+            raise TrackingError(
+                f"MLflow: cannot log the report of trial {trial_id}: {exc}"
+            ) from None
+        return run_id
+
+    def log_table(
+        self, folders: Mapping[str, Sequence[Path]], metrics: Mapping[str, float], tag: str
+    ) -> None:
+        """Table 1 (artifact folders -> files), the reference rows' numbers and a summary tag
+        on the search's parent run."""
+        from mlflow.entities import Metric
+
+        client = self.store.client
+        try:
+            for folder, paths in folders.items():
+                for path in paths:
+                    client.log_artifact(self.parent_run_id, str(path), folder)
+            stamp = int(time.time() * 1000)
+            if metrics:
+                batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+                client.log_batch(self.parent_run_id, metrics=batch)
+            client.set_tag(self.parent_run_id, "gansearch.report", tag)
+        except Exception as exc:
+            raise TrackingError(
+                f"MLflow: cannot log Table 1 to run {self.parent_run_id}: {exc}"
+            ) from None
 
 
 def _log_params(client: Any, run_id: str, params: Mapping[str, Any]) -> None:
