@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from gansearch.errors import UsageError
-from gansearch.files import write_text
+from gansearch.files import append_jsonl, read_jsonl, write_text
 
 if TYPE_CHECKING:
     from gansearch.space import SearchSpace
@@ -101,21 +101,12 @@ def append_report(experiment_dir: Path, trial_id: str, result: Mapping[str, Any]
     """
     record = {k: v for k, v in result.items() if k != "config"}
     record["trial_id"] = trial_id
-    with open(experiment_dir / REPORTS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    append_jsonl(experiment_dir / REPORTS_FILE, record)
 
 
 def read_reports(experiment_dir: Path) -> dict[str, pd.DataFrame]:
     """The report log, one DataFrame per trial (nested values as `hp/<key>` columns)."""
-    path = experiment_dir / REPORTS_FILE
-    if not path.exists():
-        return {}
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # a line cut short by a killed driver
-            continue
+    records = read_jsonl(experiment_dir / REPORTS_FILE)
     if not records:
         return {}
     table = pd.json_normalize(records, sep="/")
@@ -127,23 +118,12 @@ def append_trial_end(
 ) -> None:
     """Add to the trial log how a trial ended (the status is computed once, when it ends)."""
     record = {"trial_id": trial_id, "status": status, "reason": reason, "wall": wall_seconds}
-    with open(experiment_dir / TRIALS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    append_jsonl(experiment_dir / TRIALS_FILE, record)
 
 
 def read_trial_log(experiment_dir: Path) -> dict[str, dict[str, Any]]:
     """How each trial that ended, ended (the last entry of a trial wins), by trial id."""
-    path = experiment_dir / TRIALS_FILE
-    ended: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return ended
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:  # a line cut short by a killed driver
-            continue
-        ended[str(record["trial_id"])] = record
-    return ended
+    return {str(r["trial_id"]): r for r in read_jsonl(experiment_dir / TRIALS_FILE)}
 
 
 def has_results(experiment_dir: Path) -> bool:

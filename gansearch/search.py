@@ -68,6 +68,7 @@ from gansearch.experiment import (
     stored_tracking_uri,
     write_results,
 )
+from gansearch.files import read_jsonl
 from gansearch.objectives import METRICS, QUALITY_METRICS, better, pareto_mask
 from gansearch.space import Param, SearchSpace, make_sampler
 from gansearch.tracking import (
@@ -465,17 +466,15 @@ def budget_curve(histories: Mapping[str, pd.DataFrame], metric: str) -> pd.DataF
         for record in history.to_dict("records"):
             rows.append((float(record.get("reported_at") or 0.0), trial_id, record))
     rows.sort(key=lambda r: r[0])
-    sessions: dict[tuple[str, str], int] = {}
+    spent = TrialEpochBudget(limit=0)  # counts, never stops
     best, holder, points = math.nan, None, []
     for _, trial_id, record in rows:
-        key = _session_key(trial_id, record)
-        if key is not None:
-            sessions[key] = max(sessions.get(key, 0), int(record.get("session_epochs") or 0))
+        spent(trial_id, record)
         value = record.get(metric)
         if value is not None and math.isfinite(value) and not record.get("diverged"):
             if math.isnan(best) or better(metric, float(value), best):
                 best, holder = float(value), trial_id
-        points.append({"trial_epochs": sum(sessions.values()), "best": best, "trial": holder})
+        points.append({"trial_epochs": spent.spent, "best": best, "trial": holder})
     return pd.DataFrame(points, columns=["trial_epochs", "best", "trial"])
 
 
@@ -487,38 +486,32 @@ def search_histories(experiment_dir: Path) -> dict[str, pd.DataFrame]:
         return reports
     histories: dict[str, pd.DataFrame] = {}
     for params in sorted(experiment_dir.glob("*/params.json")):
-        trial_dir = params.parent
-        tables = []
-        if (trial_dir / "result.json").exists():
-            lines = (trial_dir / "result.json").read_text(encoding="utf-8").splitlines()
-            rows = []
-            for line in lines:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue
-            tables.append(pd.json_normalize(rows, sep="/") if rows else pd.DataFrame())
-        if (trial_dir / "progress.csv").exists():
-            try:
-                tables.append(pd.read_csv(trial_dir / "progress.csv", dtype={"trial_id": str}))
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-                pass
-        table = max(tables, key=len, default=pd.DataFrame())
+        table = _trial_dir_history(params.parent)
         if not table.empty and "trial_id" in table:
             histories[str(table["trial_id"].iloc[0])] = table
     return histories
 
 
+def _trial_dir_history(trial_dir: Path) -> pd.DataFrame:
+    """A trial directory's reports from Ray's files: result.json or progress.csv, whichever
+    holds more rows (a paused and restarted trial can leave result.json short)."""
+    rows = read_jsonl(trial_dir / "result.json")
+    tables = [pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()]
+    if (trial_dir / "progress.csv").exists():
+        try:
+            tables.append(pd.read_csv(trial_dir / "progress.csv", dtype={"trial_id": str}))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            pass
+    return max(tables, key=len)
+
+
 def _stored_sessions(experiment_dir: Path) -> dict[tuple[str, str], int]:
     """The sessions already trained in an experiment (a resumed search's budget)."""
-    sessions: dict[tuple[str, str], int] = {}
+    spent = TrialEpochBudget(limit=0)
     for trial_id, history in read_reports(experiment_dir).items():
         for record in history.to_dict("records"):
-            key = _session_key(trial_id, record)
-            if key is not None:
-                trained = int(record.get("session_epochs") or 0)
-                sessions[key] = max(sessions.get(key, 0), trained)
-    return sessions
+            spent(trial_id, record)
+    return spent.sessions
 
 
 # --------------------------------------------------------------------------- progress
@@ -735,6 +728,8 @@ def _build_tuner(
             internal.get_run_config().callbacks = run_config.callbacks
             internal.get_run_config().stop = stopper
         return tuner
+    if space.scheduler.type == "pbt":
+        return _build_pbt_tuner(space, trainable, run_config)
     objective = space.objective
     primary, primary_mode = objective.primary, objective.modes[0]
     searcher = GansearchOptunaSearch(
@@ -743,8 +738,6 @@ def _build_tuner(
         mode=list(objective.modes) if objective.multi else primary_mode,
         sampler=make_sampler(space.search),
     )
-    if space.scheduler.type == "pbt":
-        return _build_pbt_tuner(space, trainable, run_config)
     scheduler: Any
     if space.scheduler.type == "asha":
         scheduler = ASHAScheduler(
@@ -901,21 +894,12 @@ def _build_pbt_tuner(space: SearchSpace, trainable: Any, run_config: Any) -> Any
 
 
 def trial_history(result: Any) -> pd.DataFrame | None:
-    """Every report of a trial, one row each (nested values as `hp/<key>` columns).
-
-    Ray reads result.json, but a trial that was paused and restarted (pbt) can leave that file
-    short of rows its progress.csv has: take whichever holds more.
-    """
-    history = result.metrics_dataframe
-    progress = Path(result.path) / "progress.csv"
-    if progress.exists():
-        try:
-            table = pd.read_csv(progress, dtype={"trial_id": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-            table = None
-        if table is not None and (history is None or len(table) > len(history)):
-            return table
-    return history
+    """Every report of a trial from Ray's files, one row each (nested values as `hp/<key>`
+    columns), for a search without a report log: the trial directory's longer file, or what
+    Ray read (storage that is not a local directory)."""
+    trial_dir = Path(result.path)
+    table = _trial_dir_history(trial_dir) if trial_dir.is_dir() else pd.DataFrame()
+    return table if not table.empty else result.metrics_dataframe
 
 
 def _best_in_history(history: pd.DataFrame | None, metric: str) -> tuple[float, int | None]:
@@ -952,7 +936,8 @@ def results_table(
     read_trial_log: how each trial that ended, ended, also before a resume); a trial that had
     not ended when the search stopped is finished if it had trained every epoch, stopped early
     if the trial-epoch budget ran out (`budget_spent`), and interrupted otherwise.
-    `reports` (experiment.read_reports) gives each trial's lineage.
+    `reports` (experiment.read_reports) gives each trial's reports and lineage; a trial missing
+    from it (a search from before the report log) is read from Ray's files.
     """
     objective = space.objective
     measured = [METRIC, *(QUALITY_METRICS if objective.needs_quality else ())]
@@ -960,7 +945,8 @@ def results_table(
     for result in result_grid:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name
-        history = trial_history(result)
+        logged = (reports or {}).get(trial_id)
+        history = logged if logged is not None else trial_history(result)
         best, best_epoch = _best_in_history(history, objective.primary)
         error = str(result.error) if result.error is not None else None
         ended = (trial_log or {}).get(trial_id)
