@@ -46,14 +46,16 @@ import pandas as pd
 
 from gansearch.errors import GansearchError, UsageError
 from gansearch.experiment import SPACE_COPY, read_results, stored_space, stored_tracking_uri
+from gansearch.files import write_text
 from gansearch.tracking import ReportLogger, resolve_tracking_uri
 
 if TYPE_CHECKING:
     import torch
 
     from gansearch.data.base import Dataset
-    from gansearch.parzen import ParzenConfig
-    from gansearch.quality import QualityScorer
+    from gansearch.parzen import ParzenResult
+    from gansearch.quality import QualityResult, QualityScorer
+    from gansearch.references import ReferenceRow
     from gansearch.space import SearchSpace
     from gansearch.trainer import Trainer
 
@@ -142,7 +144,7 @@ class Report:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
-    references: list[Any] = field(default_factory=list)  # gansearch.references.ReferenceRow
+    references: list[ReferenceRow] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- choosing trials
@@ -245,7 +247,7 @@ def final_evaluation(
     seed: int,
     sigmas: tuple[float, ...] | None = None,
     samples: np.ndarray | None = None,
-) -> tuple[Any, np.ndarray]:
+) -> tuple[ParzenResult, np.ndarray]:
     """The paper's protocol on `trainer`'s generator: (ParzenResult, the samples scored).
 
     `sigmas` replaces the configured grid (`eval.sigmas`); `samples` reuses samples drawn by an
@@ -473,13 +475,61 @@ def _cell(mean: float, se: float, paper: bool = False) -> str:
 # --------------------------------------------------------------------------- the report
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every reported configuration shares: the search, its data and where output goes."""
+
+    experiment_dir: Path
+    space: SearchSpace
+    dataset: Dataset
+    scorer: QualityScorer | None
+    mlflow: ReportLogger
+    seed: int
+    retrain: bool
+    say: Callable[[str], None]
+
+    @property
+    def out_dir(self) -> Path:
+        return self.experiment_dir / REPORT_DIR
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an evaluated generator sits in its trial's run, for the table's notes."""
+
+    epoch: int  # the evaluated epoch
+    trained: int  # epochs the trial was trained for (after retraining, if any)
+    searched: int  # epochs it trained during the search
+    max_epochs: int  # the search's budget per trial
+    retrained: bool
+
+    def describe(self) -> str:
+        if self.epoch == self.trained:
+            parts = [f"epoch {self.epoch} (the last) of {self.max_epochs}"]
+        else:
+            parts = [
+                f"epoch {self.epoch} (best validation LL) of {self.trained} trained, "
+                f"{self.max_epochs} max"
+            ]
+        if self.retrained:
+            parts.append(f"stopped early at {self.searched}, retrained to {self.trained}")
+        elif self.trained < self.max_epochs:
+            parts.append("stopped early, not retrained")
+        return "; ".join(parts)
+
+
+def comparability(dataset: str, fold: int | None) -> str | None:
+    """Why a row of this data set is not directly comparable with the paper's column, if so."""
+    if dataset == "tfd":
+        return f"TFD fold {fold} only: SE across test examples (the paper's is across 5 folds)"
+    if dataset not in PAPER_TABLE["DBN"]:
+        return f"{dataset}: not comparable with the paper's columns"
+    return None
+
+
 def make_report(options: ReportOptions, say: Callable[[str], None] | None = None) -> Report:
     """Evaluate the best trials of a finished search, write Table 1 and log it all to MLflow."""
-    import torch
-
     from gansearch.data import load_dataset
-    from gansearch.figures import sample_grid
-    from gansearch.trainer import Trainer
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     if options.top < 1:
@@ -487,13 +537,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     experiment_dir = Path(options.experiment_dir).resolve()
     space = stored_space(experiment_dir)
     results = read_results(experiment_dir)
-    objective = space.objective
-    if objective.multi:
-        chosen = pareto_trials(results, space, options.top)
-    elif objective.primary in results:
-        chosen = best_trials(results, options.top, objective.primary, objective.modes[0])
-    else:
-        chosen = best_trials(results, options.top)
+    chosen = choose_trials(results, space, options.top)
     if chosen.empty:
         raise GansearchError(
             f"{experiment_dir}: no trial has a validation log-likelihood and a "
@@ -503,174 +547,35 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         options.tracking_uri, experiment_dir.parent, stored_tracking_uri(experiment_dir)
     )
     mlflow_log = ReportLogger.open(uri, experiment_dir)
-
     data = space.trainer.data
     dataset = load_dataset(data.name, options.data_dir, fold=data.fold)
-    max_epochs = space.budget.max_epochs
-    out_dir = experiment_dir / REPORT_DIR
+    multi = space.objective.multi
     say(
         "report: final Parzen evaluation of the "
-        + ("first " if objective.multi else "best ")
+        + ("first " if multi else "best ")
         + f"{len(chosen)} of {len(results)} trials of {experiment_dir.name}"
-        + (" on the Pareto front" if objective.multi else "")
+        + (" on the Pareto front" if multi else "")
         + f" (seed {options.seed}); MLflow: {uri}"
     )
-    scorer = _quality_scorer(dataset, say)
-    protocol = None
-    rows: list[ReportRow] = []
-    for rank, trial in enumerate(chosen.to_dict("records"), start=1):
-        started = time.perf_counter()
-        trial_id = str(trial["trial_id"])
-        folder = out_dir / trial_id
-        folder.mkdir(parents=True, exist_ok=True)
-        latest = Path(trial["checkpoint"]) / CHECKPOINT_FILE
-        best = trial.get("best_checkpoint")  # absent in results of older versions
-        use_best = isinstance(best, str) and not objective.multi
-        checkpoint = Path(best) / CHECKPOINT_FILE if use_best else latest
-        trainer = Trainer.from_checkpoint(latest, dataset)
-        searched_epochs = trainer.epoch
-        retrained, current = False, latest  # `current`: the checkpoint `trainer` holds
-        if options.retrain and trainer.epoch < max_epochs:
-            trainer, checkpoint = _retrain(
-                trainer, folder, max_epochs, dataset, say, rank, checkpoint if use_best else None
-            )
-            retrained, current = True, folder / RETRAINED
-        history = trainer.history  # the whole run, for the learning curves
-        trained_epochs = trainer.epoch
-        if checkpoint != current:
-            trainer = Trainer.from_checkpoint(checkpoint, dataset)
-        result, samples = final_evaluation(trainer, options.seed)
-        fine, _ = final_evaluation(
-            trainer, options.seed, sigmas=trainer.config.eval.fine_sigmas, samples=samples
-        )
-        quality = scorer.score(samples, f"trial {trial_id}") if scorer is not None else None
-        protocol = _protocol(trainer)
-
-        e = trainer.config.eval
-        n_grid = e.grid_rows * e.grid_cols
-        files = [
-            sample_grid(
-                samples[:n_grid],
-                dataset.image_shape,
-                dataset.train,
-                e.grid_rows,
-                e.grid_cols,
-                folder / "samples.png",
-            ),
-            sample_grid(
-                interpolations(trainer, e.grid_rows, e.grid_cols, options.seed),
-                dataset.image_shape,
-                None,
-                e.grid_rows,
-                e.grid_cols,
-                folder / "interpolations.png",
-            ),
-            learning_curves(
-                history,
-                folder / "learning_curves.png",
-                f"{experiment_dir.name}: trial {trial_id}",
-                searched_epochs if retrained else None,
-                chosen=trainer.epoch,
-            ),
-        ]
-        torch.save(trainer.generator.state_dict(), folder / "generator.pt")
-        shutil.copyfile(experiment_dir / SPACE_COPY, folder / SPACE_COPY)
-        files += [folder / "generator.pt", folder / SPACE_COPY]
-
-        n_valid = min(len(dataset.valid), e.final_n_valid or len(dataset.valid))
-        row = ReportRow(
-            rank=rank,
-            trial_id=trial_id,
-            run_id="",
-            dataset=dataset.name,
-            fold=data.fold if data.name == "tfd" else None,
-            status=str(trial["status"]),
-            search_valid_ll=float(trial["valid_ll"]),
-            epochs=trainer.epoch,
-            max_epochs=max_epochs,
-            trained_epochs=trained_epochs,
-            retrained=retrained,
-            sigma=result.sigma,
-            valid_mean=result.valid_mean,
-            valid_se=result.valid_se,
-            test_mean=float(result.test_mean),
-            test_se=float(result.test_se),
-            fine_sigma=fine.sigma,
-            fine_test_mean=float(fine.test_mean),
-            fine_test_se=float(fine.test_se),
-            n_samples=int(result.n_samples),
-            n_valid=n_valid,
-            n_test=len(dataset.test),
-            seed=options.seed,
-            checkpoint=str(checkpoint),
-            seconds=0.0,
-            note=_note(
-                dataset.name,
-                data.fold,
-                trainer.epoch,
-                trained_epochs,
-                max_epochs,
-                searched_epochs,
-                retrained,
-                len(samples),
-                options.seed,
-                fine,
-            ),
-            **{k: getattr(quality, k) for k in QUALITY_FIELDS if quality is not None},
-        )
-        run_id = mlflow_log.log_trial(
-            row.trial_id,
-            row.status,
-            {p.key: trial.get(p.key) for p in space.params},
-            _test_metrics(row),
-            row.epochs,
-            {
-                "gansearch.report_rank": str(row.rank),
-                "gansearch.report_seed": str(row.seed),
-                "gansearch.retrained": str(row.retrained).lower(),
-                "gansearch.report_note": row.note,
-            },
-            files,
-        )
-        seconds = time.perf_counter() - started
-        row = _replace(row, run_id=run_id, seconds=seconds)
-        rows.append(row)
-        fid = "" if quality is None else f", FID {quality.fid:.2f}"
-        say(
-            f"report {rank}/{len(chosen)}: trial {trial_id} (epoch {row.epochs} of "
-            f"{row.trained_epochs}"
-            f"{', retrained' if retrained else ''}): test log-likelihood {row.test_mean:.2f} ± "
-            f"{row.test_se:.2f} (sigma {row.sigma:.4f}, {row.n_samples} samples){fid} in "
-            f"{seconds:.1f} s"
-        )
-
-    references = []
-    if options.references or (options.references is None and scorer is not None):
-        from gansearch.references import reference_rows
-
-        references = reference_rows(
-            dataset,
-            scorer,
-            n_samples=options.reference_samples,
-            n_clusters=options.reference_clusters,
-            parzen=protocol,
-            say=lambda text: say(f"report: {text}"),
-        )
-    table = table1(rows, references)
-    markdown = table1_markdown(rows, references)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pareto_files: list[Path] = []
-    if objective.multi:
-        pareto_files = _write_pareto(results, space, rows, out_dir, experiment_dir.name)
-        markdown += "\n## Pareto front\n\n" + pareto_files[0].read_text(encoding="utf-8")
-    (out_dir / f"{TABLE_NAME}.md").write_text(markdown, encoding="utf-8")
-    table.to_csv(out_dir / f"{TABLE_NAME}.csv", index=False)
-    table.to_parquet(out_dir / f"{TABLE_NAME}.parquet", index=False)
+    context = _Context(
+        experiment_dir=experiment_dir,
+        space=space,
+        dataset=dataset,
+        scorer=_quality_scorer(dataset, say),
+        mlflow=mlflow_log,
+        seed=options.seed,
+        retrain=options.retrain,
+        say=say,
+    )
+    trials = chosen.to_dict("records")
+    rows = [
+        report_configuration(context, rank, trial, len(trials))
+        for rank, trial in enumerate(trials, start=1)
+    ]
+    references = _references(context, options)
+    table, markdown, files = write_table1(context, rows, references, results)
     mlflow_log.log_table(
-        {
-            "table1": [out_dir / f"{TABLE_NAME}.{suffix}" for suffix in ("md", "csv", "parquet")],
-            "pareto": pareto_files,
-        },
+        files,
         {
             f"reference_{ref.kind}_{name}": value
             for ref in references
@@ -682,12 +587,228 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         rows=rows,
         table=table,
         markdown=markdown,
-        directory=out_dir,
+        directory=context.out_dir,
         tracking_uri=uri,
         experiment_id=mlflow_log.experiment_id,
         parent_run_id=mlflow_log.parent_run_id,
         references=references,
     )
+
+
+def choose_trials(results: pd.DataFrame, space: SearchSpace, top: int) -> pd.DataFrame:
+    """The trials to report on: the Pareto front's first `top` for several objectives, else
+    the best `top` by the objective (validation log-likelihood when it is not a column)."""
+    objective = space.objective
+    if objective.multi:
+        return pareto_trials(results, space, top)
+    if objective.primary in results:
+        return best_trials(results, top, objective.primary, objective.modes[0])
+    return best_trials(results, top)
+
+
+def report_configuration(context: _Context, rank: int, trial: dict[str, Any], of: int) -> ReportRow:
+    """One configuration's row of Table 1: evaluate its generator with the paper's protocol,
+    write its figures and generator, and log them and the test numbers on its MLflow run."""
+    started = time.perf_counter()
+    trial_id = str(trial["trial_id"])
+    folder = context.out_dir / trial_id
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer, checkpoint, history, provenance = _evaluated_generator(context, rank, trial, folder)
+    result, samples = final_evaluation(trainer, context.seed)
+    fine, _ = final_evaluation(
+        trainer, context.seed, sigmas=trainer.config.eval.fine_sigmas, samples=samples
+    )
+    scorer = context.scorer
+    quality = scorer.score(samples, f"trial {trial_id}") if scorer is not None else None
+    files = _write_trial_files(context, trainer, samples, history, provenance, folder, trial_id)
+    notes = [
+        f"{len(samples)} samples, seed {context.seed}",
+        f"fine sigma grid: {fine.test_mean:.2f} ± {fine.test_se:.2f} (sigma {fine.sigma:.4f})",
+        provenance.describe(),
+    ]
+    data = context.space.trainer.data
+    fold = data.fold if data.name == "tfd" else None
+    caveat = comparability(context.dataset.name, fold)
+    note = "; ".join(notes + ([caveat] if caveat else []))
+    run_id = context.mlflow.log_trial(
+        trial_id=trial_id,
+        status=str(trial["status"]),
+        params={p.key: trial.get(p.key) for p in context.space.params},
+        metrics=_test_metrics(result, fine, quality),
+        step=trainer.epoch,
+        tags={
+            "gansearch.report_rank": str(rank),
+            "gansearch.report_seed": str(context.seed),
+            "gansearch.retrained": str(provenance.retrained).lower(),
+            "gansearch.report_note": note,
+        },
+        files=files,
+    )
+    e = trainer.config.eval
+    row = ReportRow(
+        rank=rank,
+        trial_id=trial_id,
+        run_id=run_id,
+        dataset=context.dataset.name,
+        fold=fold,
+        status=str(trial["status"]),
+        search_valid_ll=float(trial["valid_ll"]),
+        epochs=provenance.epoch,
+        max_epochs=provenance.max_epochs,
+        trained_epochs=provenance.trained,
+        retrained=provenance.retrained,
+        sigma=result.sigma,
+        valid_mean=result.valid_mean,
+        valid_se=result.valid_se,
+        test_mean=float(result.test_mean),
+        test_se=float(result.test_se),
+        fine_sigma=fine.sigma,
+        fine_test_mean=float(fine.test_mean),
+        fine_test_se=float(fine.test_se),
+        n_samples=int(result.n_samples),
+        n_valid=min(len(context.dataset.valid), e.final_n_valid or len(context.dataset.valid)),
+        n_test=len(context.dataset.test),
+        seed=context.seed,
+        checkpoint=str(checkpoint),
+        seconds=time.perf_counter() - started,
+        note=note,
+        **{k: getattr(quality, k) for k in QUALITY_FIELDS if quality is not None},
+    )
+    context.say(
+        f"report {rank}/{of}: trial {trial_id} (epoch {row.epochs} of {row.trained_epochs}"
+        f"{', retrained' if row.retrained else ''}): test log-likelihood {row.test_mean:.2f} ± "
+        f"{row.test_se:.2f} (sigma {row.sigma:.4f}, {row.n_samples} samples)"
+        + ("" if row.fid is None else f", FID {row.fid:.2f}")
+        + f" in {row.seconds:.1f} s"
+    )
+    return row
+
+
+def _evaluated_generator(
+    context: _Context, rank: int, trial: dict[str, Any], folder: Path
+) -> tuple[Trainer, Path, list[Any], Provenance]:
+    """The trainer to evaluate (at the trial's best validation epoch, or its last for a
+    Pareto front member), its checkpoint, the history of the whole run for the learning
+    curves, and where the epoch sits in the run. With `retrain`, a stopped-early trial is
+    first trained on to the budget."""
+    from gansearch.trainer import Trainer
+
+    max_epochs = context.space.budget.max_epochs
+    latest = Path(trial["checkpoint"]) / CHECKPOINT_FILE
+    best = trial.get("best_checkpoint")  # absent in results of older versions
+    use_best = isinstance(best, str) and not context.space.objective.multi
+    checkpoint = Path(best) / CHECKPOINT_FILE if use_best else latest
+    trainer = Trainer.from_checkpoint(latest, context.dataset)
+    searched = trainer.epoch
+    retrained, current = False, latest  # `current`: the checkpoint `trainer` holds
+    if context.retrain and trainer.epoch < max_epochs:
+        trainer, checkpoint = _retrain(
+            trainer,
+            folder,
+            max_epochs,
+            context.dataset,
+            context.say,
+            rank,
+            checkpoint if use_best else None,
+        )
+        retrained, current = True, folder / RETRAINED
+    history, trained = trainer.history, trainer.epoch
+    if checkpoint != current:
+        trainer = Trainer.from_checkpoint(checkpoint, context.dataset)
+    provenance = Provenance(trainer.epoch, trained, searched, max_epochs, retrained)
+    return trainer, checkpoint, history, provenance
+
+
+def _write_trial_files(
+    context: _Context,
+    trainer: Trainer,
+    samples: np.ndarray,
+    history: list[Any],
+    provenance: Provenance,
+    folder: Path,
+    trial_id: str,
+) -> list[Path]:
+    """Figure 2-style samples, Figure 3-style interpolations, learning curves, the generator's
+    state dict and the search-space file, in the configuration's report folder."""
+    import torch
+
+    from gansearch.figures import sample_grid
+
+    e, dataset = trainer.config.eval, context.dataset
+    rows, cols = e.grid_rows, e.grid_cols
+    files = [
+        sample_grid(
+            samples[: rows * cols],
+            dataset.image_shape,
+            dataset.train,
+            rows,
+            cols,
+            folder / "samples.png",
+        ),
+        sample_grid(
+            interpolations(trainer, rows, cols, context.seed),
+            dataset.image_shape,
+            None,
+            rows,
+            cols,
+            folder / "interpolations.png",
+        ),
+        learning_curves(
+            history,
+            folder / "learning_curves.png",
+            f"{context.experiment_dir.name}: trial {trial_id}",
+            provenance.searched if provenance.retrained else None,
+            chosen=provenance.epoch,
+        ),
+    ]
+    torch.save(trainer.generator.state_dict(), folder / "generator.pt")
+    shutil.copyfile(context.experiment_dir / SPACE_COPY, folder / SPACE_COPY)
+    return [*files, folder / "generator.pt", folder / SPACE_COPY]
+
+
+def _references(context: _Context, options: ReportOptions) -> list[ReferenceRow]:
+    """The real-data and k-means reference rows, measured with the search's final protocol
+    (on by default where the data set has class labels)."""
+    wanted = options.references
+    if not wanted and (wanted is not None or context.scorer is None):
+        return []
+    from gansearch.references import reference_rows
+    from gansearch.trainer import parzen_protocol
+
+    trainer_config = context.space.trainer
+    return reference_rows(
+        context.dataset,
+        context.scorer,
+        n_samples=options.reference_samples,
+        n_clusters=options.reference_clusters,
+        parzen=parzen_protocol(trainer_config, trainer_config.eval.final_n_valid),
+        say=lambda text: context.say(f"report: {text}"),
+    )
+
+
+def write_table1(
+    context: _Context,
+    rows: list[ReportRow],
+    references: list[ReferenceRow],
+    results: pd.DataFrame,
+) -> tuple[pd.DataFrame, str, dict[str, list[Path]]]:
+    """Table 1 as Markdown, CSV and Parquet in the report folder (and the Pareto front of a
+    multi-objective search); returns the table, its Markdown and the files by MLflow folder."""
+    out_dir = context.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = table1(rows, references)
+    markdown = table1_markdown(rows, references)
+    pareto_files: list[Path] = []
+    if context.space.objective.multi:
+        pareto_files = _write_pareto(
+            results, context.space, rows, out_dir, context.experiment_dir.name
+        )
+        markdown += "\n## Pareto front\n\n" + pareto_files[0].read_text(encoding="utf-8")
+    files = [out_dir / f"{TABLE_NAME}.{suffix}" for suffix in ("md", "csv", "parquet")]
+    write_text(files[0], markdown)
+    table.to_csv(files[1], index=False)
+    table.to_parquet(files[2], index=False)
+    return table, markdown, {"table1": files, "pareto": pareto_files}
 
 
 def _write_pareto(
@@ -699,7 +820,7 @@ def _write_pareto(
     objective = space.objective
     front = pareto_table(results, space, rows)
     files = [out_dir / "pareto.md", out_dir / "pareto.csv"]
-    files[0].write_text(pareto_markdown(front, space), encoding="utf-8")
+    write_text(files[0], pareto_markdown(front, space))
     front.to_csv(files[1], index=False)
     usable = results[~results["status"].isin(["diverged", "failed"])]
     finals = usable[[f"final_{m}" for m in objective.metrics]].to_numpy(dtype=float)
@@ -732,79 +853,36 @@ def _quality_scorer(dataset: Dataset, say: Callable[[str], None]) -> QualityScor
     return scorer
 
 
-def _protocol(trainer: Trainer) -> ParzenConfig:
-    """The ParzenConfig of the trials' final evaluation, for the reference rows."""
-    return trainer.parzen_config(trainer.config.eval.final_n_valid)
-
-
-def _test_metrics(row: ReportRow) -> dict[str, float]:
+def _test_metrics(
+    result: ParzenResult, fine: ParzenResult, quality: QualityResult | None
+) -> dict[str, float]:
     """A reported trial's MLflow metrics: the Table 1 numbers and the quality metrics."""
     values = {
-        "test_ll": row.test_mean,
-        "test_ll_se": row.test_se,
-        "test_sigma": row.sigma,
-        "test_ll_fine": row.fine_test_mean,
-        "test_ll_fine_se": row.fine_test_se,
-        "test_sigma_fine": row.fine_sigma,
-        "final_valid_ll": row.valid_mean,
-        "final_valid_se": row.valid_se,
-        "final_samples": row.n_samples,
+        "test_ll": float(result.test_mean),
+        "test_ll_se": float(result.test_se),
+        "test_sigma": result.sigma,
+        "test_ll_fine": float(fine.test_mean),
+        "test_ll_fine_se": float(fine.test_se),
+        "test_sigma_fine": fine.sigma,
+        "final_valid_ll": result.valid_mean,
+        "final_valid_se": result.valid_se,
+        "final_samples": result.n_samples,
     }
-    for name in ("fid", "classes_covered", "class_kl", "confidence"):
-        if getattr(row, name) is not None:
-            values[f"test_{name}"] = getattr(row, name)
+    if quality is not None:
+        for name in ("fid", "classes_covered", "class_kl", "confidence"):
+            values[f"test_{name}"] = getattr(quality, name)
     return values
 
 
-def _replace(row: ReportRow, **changes: Any) -> ReportRow:
-    from dataclasses import replace
-
-    return replace(row, **changes)
-
-
-def _note(
-    dataset: str,
-    fold: int | None,
-    epochs: int,
-    trained: int,
-    max_epochs: int,
-    searched: int,
-    retrained: bool,
-    n_samples: int,
-    seed: int,
-    fine: Any = None,
-) -> str:
-    parts = [f"{n_samples} samples, seed {seed}"]
-    if fine is not None:
-        parts.append(
-            f"fine sigma grid: {fine.test_mean:.2f} ± {fine.test_se:.2f} (sigma {fine.sigma:.4f})"
-        )
-    if epochs == trained:
-        parts.append(f"epoch {epochs} (the last) of {max_epochs}")
-    else:
-        parts.append(f"epoch {epochs} (best validation LL) of {trained} trained, {max_epochs} max")
-    if retrained:
-        parts.append(f"stopped early at {searched}, retrained to {trained}")
-    elif trained < max_epochs:
-        parts.append("stopped early, not retrained")
-    if dataset == "tfd":
-        parts.append(
-            f"TFD fold {fold} only: SE across test examples (the paper's is across 5 folds)"
-        )
-    elif dataset not in PAPER_TABLE["DBN"]:
-        parts.append(f"{dataset}: not comparable with the paper's columns")
-    return "; ".join(parts)
-
-
 def _retrain(
-    trainer: Any,
+    trainer: Trainer,
     folder: Path,
     max_epochs: int,
-    dataset: Any,
-    say: Any,
+    dataset: Dataset,
+    say: Callable[[str], None],
     rank: int,
     best: Path | None,
-) -> tuple[Any, Path]:
+) -> tuple[Trainer, Path]:
     """Train a stopped-early trial on to `max_epochs`; reuses an earlier report's result.
 
     Returns the retrained trainer and the checkpoint to evaluate: with `best` (the search's

@@ -98,6 +98,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def parzen_protocol(
+    config: TrainConfig,
+    n_valid: int | None,
+    sigmas: Sequence[float] | None = None,
+    device: torch.device | None = None,
+) -> ParzenConfig:
+    """The Parzen protocol of `config`'s eval settings: its sigma grid unless `sigmas` is given,
+    `n_valid` validation images, on `device` (default: the config's device)."""
+    from gansearch.parzen import ParzenConfig
+
+    e = config.eval
+    return ParzenConfig(
+        sigmas=tuple(e.sigmas if sigmas is None else sigmas),
+        n_valid=n_valid,
+        precision=e.precision,
+        device=str(device if device is not None else resolve_device(config.device)),
+    )
+
+
 def _training_tensor(train: np.ndarray, device: torch.device) -> torch.Tensor:
     """The training set as a tensor on `device`, without a private copy on the CPU.
 
@@ -378,18 +397,8 @@ class Trainer:
     def parzen_config(
         self, n_valid: int | None, sigmas: Sequence[float] | None = None
     ) -> ParzenConfig:
-        """The Parzen protocol of this run's eval settings (gansearch.parzen.ParzenConfig): the
-        configured sigma grid unless `sigmas` is given, `n_valid` validation images, on the
-        trainer's device."""
-        from gansearch.parzen import ParzenConfig
-
-        e = self.config.eval
-        return ParzenConfig(
-            sigmas=tuple(e.sigmas if sigmas is None else sigmas),
-            n_valid=n_valid,
-            precision=e.precision,
-            device=str(self.device),
-        )
+        """The Parzen protocol of this run's eval settings on the trainer's device."""
+        return parzen_protocol(self.config, n_valid, sigmas, self.device)
 
     def evaluate(
         self,

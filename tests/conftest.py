@@ -67,3 +67,12 @@ def mnist_scorer(mnist_dir: Path):
     from gansearch.quality import load_scorer
 
     return load_scorer(load_dataset("mnist", mnist_dir))
+
+
+@pytest.fixture(scope="session")
+def tracked_search(tmp_path_factory: pytest.TempPathFactory):
+    """A small digits search, interrupted and resumed, with MLflow runs and a Table 1 report
+    (tests/tracked_search.py); the tracking and report tests share it."""
+    from tracked_search import run_tracked_search
+
+    return run_tracked_search(tmp_path_factory.mktemp("tracked"))

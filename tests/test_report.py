@@ -1,0 +1,174 @@
+"""The Table 1 report of a finished search: the paper's rows beside ours and the reference rows,
+test numbers that equal a direct Parzen evaluation of the logged checkpoint, MLflow artifacts,
+clear refusals, and retraining of stopped-early trials on demand. The search is conftest's
+`tracked_search`; the retraining test rewrites its report, so it runs last here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from processes import free_port
+from tracked_search import TRIALS
+
+from gansearch.cli import main
+from gansearch.data import load_dataset
+from gansearch.parzen import ParzenConfig, evaluate
+from gansearch.quality import load_scorer
+from gansearch.report import PAPER, PAPER_TABLE, RETRAINED, Provenance, comparability
+from gansearch.trainer import Trainer, best_epoch
+
+pytestmark = pytest.mark.slow
+
+
+def test_parent_run_has_table1_with_our_rows_beside_the_papers(tracked_search, tmp_path):
+    parent = tracked_search.runs("search")[0]
+    names = {a.path for a in tracked_search.client.list_artifacts(parent.info.run_id, "table1")}
+    assert names == {"table1/table1.md", "table1/table1.csv", "table1/table1.parquet"}
+    local = tracked_search.client.download_artifacts(parent.info.run_id, "table1", str(tmp_path))
+    table = pd.read_parquet(Path(local) / "table1.parquet")
+    csv = pd.read_csv(Path(local) / "table1.csv")
+    assert len(csv) == len(table)
+    paper = table[table["source"] == PAPER]
+    assert len(paper) == 8
+    for model, cells in PAPER_TABLE.items():
+        for dataset, (mean, se) in cells.items():
+            row = paper[(paper["model"] == model) & (paper["dataset"] == dataset)]
+            assert row[["test_ll", "se"]].values.tolist() == [[mean, se]]
+    ours = table[table["source"] == "gansearch"]
+    best3 = tracked_search.results.sort_values("valid_ll", ascending=False)["trial_id"].head(3)
+    assert ours["trial_id"].tolist() == best3.tolist()
+    assert (ours["dataset"] == "digits").all() and (ours["n_samples"] == 10_000).all()
+    assert ours["fid"].notna().all() and (ours["n_classes"] == 10).all()
+    # The reference rows, at the default sizes capped for digits' 1,197 training images.
+    refs = table[table["source"] == "reference"].set_index("kind")
+    assert refs["n_samples"].to_dict() == {"real": 1197, "kmeans": 239}
+    assert refs.loc["real", "classes_covered"] == 10 and refs["fid"].notna().all()
+    metrics = tracked_search.client.get_run(parent.info.run_id).data.metrics
+    assert metrics["reference_real_test_mean"] == refs.loc["real", "test_ll"]
+    assert metrics["reference_kmeans_fid"] == pytest.approx(refs.loc["kmeans", "fid"])
+    markdown = (Path(local) / "table1.md").read_text()
+    real = refs.loc["real"]
+    assert f"| Reference: {real['model']} |  |  | {real['test_ll']:.2f} ± {real['se']:.2f} |" in (
+        markdown
+    )
+    assert f"far above their {real['test_ll']:.2f} nats means blur" in markdown
+    for text in ("| Adversarial nets | 225 ± 2 | 2057 ± 26 |", "| DBN | 138 ± 2 | 1909 ± 66 |"):
+        assert text in markdown
+    for trial_id, value in zip(ours["trial_id"], ours["test_ll"], strict=True):
+        assert f"trial {trial_id}" in markdown and f"{value:.2f} ±" in markdown
+    assert "report 3/3: trial" in tracked_search.err  # a progress line per configuration
+    assert "| Adversarial nets | 225 ± 2 |" in tracked_search.out
+
+
+def test_reported_test_metrics_match_a_direct_parzen_evaluation(tracked_search):
+    table = pd.read_parquet(tracked_search.root / "small" / "report" / "table1.parquet")
+    ours = table[table["source"] == "gansearch"]
+    dataset = load_dataset("digits")
+    scorer = load_scorer(dataset, train=False)  # the report trained it into the session cache
+    values = set()
+    results = tracked_search.results.set_index("trial_id")
+    for row in ours.to_dict("records"):
+        run = tracked_search.client.get_run(row["run_id"])
+        trainer = Trainer.from_checkpoint(row["checkpoint"], dataset)
+        # The evaluated checkpoint is the trial's best validation epoch, which the table names.
+        trial = results.loc[row["trial_id"]]
+        assert Path(row["checkpoint"]).parent == Path(trial["best_checkpoint"])
+        assert trainer.epoch == row["epochs"] == trial["best_epoch"]
+        assert row["trained_epochs"] == trial["epochs"]
+        e = trainer.config.eval
+        samples = trainer.sample(
+            e.final_samples, rng=torch.Generator().manual_seed(int(row["seed"]))
+        )
+        config = ParzenConfig(sigmas=e.sigmas, n_valid=e.final_n_valid, precision=e.precision)
+        direct = evaluate(samples, dataset.valid, dataset.test, config=config)
+        metrics = run.data.metrics
+        assert metrics["test_ll"] == pytest.approx(direct.test_mean, rel=1e-9)
+        assert metrics["test_ll_se"] == pytest.approx(direct.test_se, rel=1e-9)
+        assert metrics["test_sigma"] == direct.sigma
+        fine_config = ParzenConfig(sigmas=e.fine_sigmas, n_valid=e.final_n_valid)
+        fine = evaluate(samples, dataset.valid, dataset.test, config=fine_config)
+        assert metrics["test_ll_fine"] == pytest.approx(fine.test_mean, rel=1e-9)
+        assert metrics["test_sigma_fine"] == row["fine_sigma"] == fine.sigma
+        assert f"fine sigma grid: {fine.test_mean:.2f}" in row["note"]
+        assert row["test_ll"] == metrics["test_ll"]
+        quality = scorer.score(samples)
+        assert metrics["test_fid"] == pytest.approx(quality.fid, rel=1e-9) == row["fid"]
+        assert metrics["test_classes_covered"] == quality.classes_covered
+        assert metrics["test_class_kl"] == pytest.approx(quality.class_kl, abs=1e-12)
+        assert metrics["test_confidence"] == pytest.approx(quality.confidence, rel=1e-9)
+        values.add(round(direct.test_mean, 6))
+        artifacts = {a.path for a in tracked_search.client.list_artifacts(row["run_id"], "report")}
+        expected = {"samples.png", "interpolations.png", "learning_curves.png", "generator.pt"}
+        assert {f"report/{name}" for name in [*expected, "search_space.yaml"]} == artifacts
+    assert len(values) > 1, "every configuration scored the same: the check would prove little"
+
+
+def test_report_refuses_unknown_experiments_and_unreachable_servers(tracked_search, capsys):
+    assert main(["report", "--results-dir", str(tracked_search.root), "--experiment", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--experiment nope: no finished search" in err and "searches there: small" in err
+    uri = f"http://127.0.0.1:{free_port()}"
+    assert main(["report", "--results-dir", str(tracked_search.root), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the MLflow tracking server" in err and "Traceback" not in err
+
+
+def test_report_on_demand_retrains_stopped_trials_and_marks_them(tracked_search, capsys):
+    stopped = tracked_search.results[tracked_search.results["status"] == "stopped early"]
+    assert len(stopped) >= 1, "ASHA stopped no trial: nothing to retrain"
+    args = ["report", "--results-dir", str(tracked_search.root), "--top", str(TRIALS), "--retrain"]
+    assert main([*args, "--seed", "7", "--no-references"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("report ") >= TRIALS and "retraining from epoch" in err
+    table = pd.read_parquet(tracked_search.root / "small" / "report" / "table1.parquet")
+    assert "reference" not in set(table["source"]) and "Reference:" not in out
+    ours = table[table["source"] == "gansearch"].set_index("trial_id")
+    assert len(ours) == TRIALS and (ours["trained_epochs"] == 3).all() and (ours["seed"] == 7).all()
+    digits = load_dataset("digits")
+    for trial_id, row in ours[ours["retrained"]].iterrows():  # best epoch of the whole run
+        full = Trainer.from_checkpoint(
+            tracked_search.root / "small" / "report" / trial_id / RETRAINED, digits
+        )
+        assert full.epoch == 3 and row["epochs"] == best_epoch(full.history).epoch
+        assert Trainer.from_checkpoint(row["checkpoint"], digits).epoch == row["epochs"]
+    assert set(ours.index[ours["retrained"]]) == set(stopped["trial_id"])
+    for trial_id in stopped["trial_id"]:
+        assert "retrained to 3" in ours.loc[trial_id, "note"]
+        run = tracked_search.client.get_run(ours.loc[trial_id, "run_id"])
+        assert run.data.tags["gansearch.retrained"] == "true"
+        assert run.data.tags["gansearch.status"] == "stopped early"  # the search's outcome stays
+    assert "retrained to 3" in out
+    # Still one run per trial, and one parent.
+    assert len(tracked_search.runs("trial")) == TRIALS and len(tracked_search.runs("search")) == 1
+
+
+@pytest.mark.parametrize(
+    ("provenance", "expected"),
+    [
+        (Provenance(30, 30, 30, 30, False), "epoch 30 (the last) of 30"),
+        (
+            Provenance(12, 30, 30, 30, False),
+            "epoch 12 (best validation LL) of 30 trained, 30 max",
+        ),
+        (
+            Provenance(25, 30, 10, 30, True),
+            "epoch 25 (best validation LL) of 30 trained, 30 max; "
+            "stopped early at 10, retrained to 30",
+        ),
+        (
+            Provenance(10, 10, 10, 30, False),
+            "epoch 10 (the last) of 30; stopped early, not retrained",
+        ),
+    ],
+)
+def test_provenance_says_which_epoch_of_which_run_was_evaluated(provenance, expected):
+    assert provenance.describe() == expected
+
+
+def test_rows_say_when_they_are_not_comparable_with_the_papers_columns():
+    assert comparability("mnist", None) is None
+    assert "TFD fold 2 only" in comparability("tfd", 2)
+    assert comparability("digits", None) == "digits: not comparable with the paper's columns"
