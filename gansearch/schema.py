@@ -2,18 +2,26 @@
 
 Shared by the trainer configuration and the search-space file, so both report problems the same
 way: `FILE: KEY.PATH: what is wrong`, raised as :class:`~gansearch.errors.ConfigError`.
+
+The dataclasses say what is allowed and :func:`build` reads it: the annotation gives the type
+(`Literal[...]` for a fixed set of choices, `X | None` where null is allowed, `tuple[X, ...]` for
+a list) and :func:`setting` puts bounds, a minimum length or a pattern in the field's metadata
+(a list's bounds hold for each entry). Only rules that span several fields stay hand-written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 import os
 import re
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -65,6 +73,52 @@ def fail(source: str, key: str, message: str) -> typing.NoReturn:
     raise ConfigError(f"{source}: {key}: {message}" if key else f"{source}: {message}")
 
 
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a setting's value must satisfy beyond its type (None: no such rule)."""
+
+    ge: float | None = None  # value >= ge
+    gt: float | None = None  # value > gt
+    le: float | None = None
+    lt: float | None = None
+    min_items: int | None = None  # for lists
+    pattern: str | None = None  # a regular expression the whole string must match
+    means: str = ""  # what the pattern accepts, for the message
+    noun: str = ""  # for Literal choices: "unknown NOUN 'x'; choose one of ..."
+    null: str = ""  # what null means, for the message ("no limit")
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` (one entry of a list, or a scalar) breaks the rule, or None."""
+        if isinstance(value, str):
+            if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+                return f"must be {self.means or 'of the form ' + self.pattern}"
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        lower = [(">=", self.ge, "[")] if self.ge is not None else []
+        lower += [(">", self.gt, "(")] if self.gt is not None else []
+        upper = [("<=", self.le, "]")] if self.le is not None else []
+        upper += [("<", self.lt, ")")] if self.lt is not None else []
+        if not lower and not upper:
+            return None
+        holds = [_COMPARE[sign](value, bound) for sign, bound, _ in lower + upper]
+        if math.isfinite(value) and all(holds):
+            return None
+        if lower and upper:
+            (_, low, opening), (_, high, closing) = lower[0], upper[0]
+            return f"must be in {opening}{low:g}, {high:g}{closing}"
+        sign, bound, _ = (lower or upper)[0]
+        return f"must be {sign} {bound:g}"
+
+
+def setting(default: Any = dataclasses.MISSING, **rule: Any) -> Any:
+    """A dataclass field whose value obeys `Rule(**rule)`; `build` and `check` enforce it."""
+    return dataclasses.field(default=default, metadata={"rule": Rule(**rule)})
+
+
 def type_name(tp: Any) -> str:
     """A reader's name for a type annotation: 'an integer', 'a list of a number', ..."""
     origin = typing.get_origin(tp)
@@ -74,6 +128,8 @@ def type_name(tp: Any) -> str:
         return f"a list of {type_name(typing.get_args(tp)[0])}"
     if tp is type(None):
         return "null"
+    if origin is Literal:
+        return "one of " + _listed(typing.get_args(tp))
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
         tp, str(tp)
     )
@@ -95,6 +151,11 @@ def coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             except ConfigError:
                 continue
         fail(source, key, f"must be {type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if not any(value == c and type(value) is type(c) for c in choices):
+            fail(source, key, f"must be one of {_listed(choices)}, got {value!r}")
+        return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             fail(source, key, f"must be {type_name(tp)}, got {value!r}")
@@ -145,5 +206,60 @@ def build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[f.name] = build(tp, raw[f.name], full, source)
         else:
-            kwargs[f.name] = coerce(raw[f.name], tp, full, source)
+            rule: Rule | None = f.metadata.get("rule")
+            choices = _literal_choices(tp)
+            value = raw[f.name]
+            if rule is not None and rule.noun and value is not None and value not in choices:
+                fail(
+                    source, full, f"unknown {rule.noun} {value!r}; choose one of {_listed(choices)}"
+                )
+            kwargs[f.name] = coerce(value, tp, full, source)
+            _check_field(f, tp, kwargs[f.name], full, source)
     return cls(**kwargs)
+
+
+def check(obj: Any, prefix: str, source: str) -> None:
+    """Enforce every field's rule and choices in a built dataclass tree (e.g. one made in code,
+    or changed with dataclasses.replace)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        full = f"{prefix}.{f.name}" if prefix else f.name
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            check(value, full, source)
+        else:
+            _check_field(f, hints[f.name], coerce(value, hints[f.name], full, source), full, source)
+
+
+def _check_field(f: dataclasses.Field, tp: Any, value: Any, key: str, source: str) -> None:
+    """The field's Rule, on each entry of a list."""
+    rule: Rule | None = f.metadata.get("rule")
+    if rule is None or value is None:
+        return
+    if isinstance(value, tuple):
+        if rule.min_items is not None and len(value) < rule.min_items:
+            fail(source, key, f"must list at least {rule.min_items} value(s), got {list(value)}")
+        for i, item in enumerate(value):
+            problem = rule.problem(item)
+            if problem:
+                fail(source, f"{key}[{i}]", f"{problem}, got {item!r}")
+        return
+    problem = rule.problem(value)
+    if problem:
+        nullable = type(None) in typing.get_args(tp)
+        if nullable:
+            problem += " or null" + (f" ({rule.null})" if rule.null else "")
+        fail(source, key, f"{problem}, got {value!r}")
+
+
+def _listed(choices: tuple[Any, ...]) -> str:
+    return ", ".join(map(str, choices))
+
+
+def _literal_choices(tp: Any) -> tuple[Any, ...]:
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    for arg in typing.get_args(tp):
+        if typing.get_origin(arg) is Literal:
+            return typing.get_args(arg)
+    return ()

@@ -51,14 +51,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 
 from gansearch.data import DATASETS, LABELLED_DATASETS
 from gansearch.errors import ConfigError
 from gansearch.objectives import METRICS, PARZEN_METRIC, QUALITY_METRICS
-from gansearch.schema import build, fail, read_yaml
+from gansearch.schema import build, check, fail, read_yaml, setting
 from gansearch.train_config import (
     MUTABLE_SETTINGS,
     DataConfig,
@@ -68,8 +68,10 @@ from gansearch.train_config import (
     config_to_dict,
 )
 
-DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
-SAMPLERS = {
+Distribution = Literal["loguniform", "uniform", "int", "categorical"]
+SamplerName = Literal["tpe", "random", "cmaes", "qmc", "gp", "nsgaii"]
+SchedulerType = Literal["asha", "median", "pbt", "none"]
+SAMPLERS: dict[SamplerName, str] = {
     "tpe": "TPESampler",
     "random": "RandomSampler",
     "cmaes": "CmaEsSampler",
@@ -77,7 +79,6 @@ SAMPLERS = {
     "gp": "GPSampler",
     "nsgaii": "NSGAIISampler",
 }
-SCHEDULERS = ("asha", "median", "pbt", "none")
 SINGLE_OBJECTIVE_ONLY = ("cmaes",)  # Optuna samplers that cannot search several objectives
 # Trainer settings that other sections own: searching or fixing them in `trainer` is an error.
 OWNED = {
@@ -95,7 +96,7 @@ class Param:
     """One searched trainer setting and its distribution."""
 
     key: str
-    distribution: str
+    distribution: Distribution = setting(noun="distribution")
     low: float | None = None
     high: float | None = None
     step: float | None = None
@@ -150,7 +151,8 @@ def _encode(choice: Any) -> Any:
 class SearchAlgorithm:
     """Which Optuna sampler proposes configurations."""
 
-    algorithm: str | None = None  # default: tpe, or nsgaii for several objectives
+    # Default: tpe, or nsgaii for several objectives.
+    algorithm: SamplerName | None = setting(None, noun="algorithm")
     seed: int | None = 0
     options: dict = field(default_factory=dict)
 
@@ -160,36 +162,38 @@ class Scheduler:
     """Early stopping (ASHA, the default, or the median stopping rule), population-based
     training (pbt), or none. Times in epochs."""
 
-    type: str = "asha"
-    grace_period: int = 1  # epochs before a trial can be stopped (pbt: copied or perturbed)
-    reduction_factor: float = 3.0
+    type: SchedulerType = setting("asha", noun="scheduler")
+    # Epochs before a trial can be stopped (pbt: copied or perturbed).
+    grace_period: int = setting(1, ge=1)
+    reduction_factor: float = setting(3.0, gt=1)
     # pbt: every perturbation_interval epochs a trial in the bottom quantile_fraction copies the
     # state of one in the top quantile_fraction and perturbs the parameters named in `mutate`
     # (each resampled with resample_probability, else scaled by 0.8 or 1.2 within its range).
-    perturbation_interval: int = 4
+    perturbation_interval: int = setting(4, ge=1)
     mutate: tuple[str, ...] = ()
-    quantile_fraction: float = 0.25
-    resample_probability: float = 0.25
+    quantile_fraction: float = setting(0.25, gt=0, le=0.5)
+    resample_probability: float = setting(0.25, ge=0, le=1)
 
 
 @dataclass(frozen=True)
 class Budget:
     """How many trials, how long each may train, and how many run at once."""
 
-    trials: int = 20
-    max_epochs: int = 10
-    trial_epochs: int | None = None  # epochs over all trials together; the search ends there
-    time_limit: float | None = None  # seconds for the whole search
-    concurrency: int = 1
+    trials: int = setting(20, ge=1)
+    max_epochs: int = setting(10, ge=1)
+    # Epochs over all trials together; the search ends there.
+    trial_epochs: int | None = setting(None, ge=1, null="no limit")
+    time_limit: float | None = setting(None, gt=0, null="no limit")  # seconds, whole search
+    concurrency: int = setting(1, ge=1)
 
 
 @dataclass(frozen=True)
 class Resources:
     """What each trial asks of the cluster, and how often a crashed trial is retried."""
 
-    cpus: float = 1.0
+    cpus: float = setting(1.0, gt=0)
     gpus: float = 0.0  # a fraction such as 0.25 packs four trials on one GPU
-    max_failures: int = 2
+    max_failures: int = setting(2, ge=0)
 
 
 @dataclass(frozen=True)
@@ -198,9 +202,10 @@ class Objective:
 
     metric: str | tuple[str, ...] = PARZEN_METRIC  # a list: multi-objective, first is primary
     mode: str | tuple[str, ...] | None = None  # each metric's own direction; checked if given
-    eval_every: int = 1
-    samples: int = 2000  # samples per evaluation, for Parzen and the quality metrics alike
-    n_valid: int | None = 1000
+    eval_every: int = setting(1, ge=1)
+    # Samples per evaluation, for Parzen and the quality metrics alike.
+    samples: int = setting(2000, ge=1)
+    n_valid: int | None = setting(1000, ge=1, null="all")
     quality: bool = False  # also log FID, coverage and confidence at every evaluation
 
     @property
@@ -241,8 +246,8 @@ class Chaos:
     """Fault injection, to see retries work: on its first attempt every trial crashes (raises)
     or is killed (its worker process exits) at the start of the given epoch."""
 
-    crash_at_epoch: int | None = None
-    kill_at_epoch: int | None = None
+    crash_at_epoch: int | None = setting(None, ge=1)
+    kill_at_epoch: int | None = setting(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -315,31 +320,8 @@ def _section(cls: type, raw: Mapping[str, Any], key: str, source: str) -> Any:
 
 
 def _check_budget(budget: Budget, scheduler: Scheduler, objective: Objective, source: str):
-    _check(budget.trials >= 1, source, "budget.trials", f"must be >= 1, got {budget.trials}")
-    _check(
-        budget.max_epochs >= 1,
-        source,
-        "budget.max_epochs",
-        f"must be >= 1, got {budget.max_epochs}",
-    )
-    _check(
-        budget.trial_epochs is None or budget.trial_epochs >= 1,
-        source,
-        "budget.trial_epochs",
-        f"must be >= 1 or null (no limit), got {budget.trial_epochs}",
-    )
-    _check(
-        budget.time_limit is None or budget.time_limit > 0,
-        source,
-        "budget.time_limit",
-        f"must be a positive number of seconds or null, got {budget.time_limit}",
-    )
-    _check(
-        budget.concurrency >= 1,
-        source,
-        "budget.concurrency",
-        f"must be >= 1, got {budget.concurrency}",
-    )
+    """The budget's own bounds, and what it must allow the scheduler and the objective."""
+    check(budget, "budget", source)
     _check(
         scheduler.type == "none" or scheduler.grace_period <= budget.max_epochs,
         source,
@@ -356,17 +338,12 @@ def _check_budget(budget: Budget, scheduler: Scheduler, objective: Objective, so
 
 
 def _check_sections(space: dict[str, Any], source: str) -> None:
+    """Rules across the sections (each field's choices and bounds were checked when built)."""
     search, scheduler, resources, objective = (
         space["search"],
         space["scheduler"],
         space["resources"],
         space["objective"],
-    )
-    _check(
-        search.algorithm in SAMPLERS,
-        source,
-        "search.algorithm",
-        f"unknown algorithm {search.algorithm!r}; choose one of {', '.join(SAMPLERS)}",
     )
     _check(
         not (objective.multi and search.algorithm in SINGLE_OBJECTIVE_ONLY),
@@ -383,62 +360,16 @@ def _check_sections(space: dict[str, Any], source: str) -> None:
             "search.options",
             f"not accepted by Optuna's {SAMPLERS[search.algorithm]}: {exc}",
         )
-    _check(
-        scheduler.type in SCHEDULERS,
-        source,
-        "scheduler.type",
-        f"unknown scheduler {scheduler.type!r}; choose one of {', '.join(SCHEDULERS)}",
-    )
-    _check(
-        scheduler.grace_period >= 1,
-        source,
-        "scheduler.grace_period",
-        f"must be >= 1 epoch, got {scheduler.grace_period}",
-    )
-    _check(
-        scheduler.reduction_factor > 1,
-        source,
-        "scheduler.reduction_factor",
-        f"must be > 1, got {scheduler.reduction_factor}",
-    )
     if scheduler.type == "pbt":
         _check_pbt_sections(scheduler, search, objective, source)
     _check_budget(space["budget"], scheduler, objective, source)
-    _check(resources.cpus > 0, source, "resources.cpus", f"must be > 0, got {resources.cpus}")
     _check(
         resources.gpus >= 0 and (resources.gpus <= 1 or float(resources.gpus).is_integer()),
         source,
         "resources.gpus",
         f"must be a fraction in [0, 1] or a whole number, got {resources.gpus}",
     )
-    _check(
-        resources.max_failures >= 0,
-        source,
-        "resources.max_failures",
-        f"must be >= 0, got {resources.max_failures}",
-    )
     _check_objective(objective, source)
-    _check(
-        objective.eval_every >= 1,
-        source,
-        "objective.eval_every",
-        f"must be >= 1, got {objective.eval_every}",
-    )
-    _check(
-        objective.samples >= 1,
-        source,
-        "objective.samples",
-        f"must be >= 1, got {objective.samples}",
-    )
-    _check(
-        objective.n_valid is None or objective.n_valid >= 1,
-        source,
-        "objective.n_valid",
-        f"must be >= 1 or null (all), got {objective.n_valid}",
-    )
-    for key in ("crash_at_epoch", "kill_at_epoch"):
-        value = getattr(space["chaos"], key)
-        _check(value is None or value >= 1, source, f"chaos.{key}", f"must be >= 1, got {value}")
 
 
 def _check_pbt_sections(
@@ -459,29 +390,11 @@ def _check_pbt_sections(
         "pbt ranks trials on one objective; name a single metric",
     )
     _check(
-        scheduler.perturbation_interval >= 1,
-        source,
-        "scheduler.perturbation_interval",
-        f"must be >= 1 epoch, got {scheduler.perturbation_interval}",
-    )
-    _check(
         scheduler.perturbation_interval % objective.eval_every == 0,
         source,
         "scheduler.perturbation_interval",
         f"{scheduler.perturbation_interval} epochs is not a multiple of objective.eval_every "
         f"({objective.eval_every}): trials report, and can be perturbed, only at evaluations",
-    )
-    _check(
-        0 < scheduler.quantile_fraction <= 0.5,
-        source,
-        "scheduler.quantile_fraction",
-        f"must be in (0, 0.5], got {scheduler.quantile_fraction}",
-    )
-    _check(
-        0 <= scheduler.resample_probability <= 1,
-        source,
-        "scheduler.resample_probability",
-        f"must be in [0, 1], got {scheduler.resample_probability}",
     )
     _check(
         bool(scheduler.mutate),
@@ -572,12 +485,6 @@ def _parse_param(key: Any, spec: Any, valid_keys: set[str], list_keys: set[str],
         fail(source, where, f"must be a mapping with a distribution, got {spec!r}")
     param = build(Param, {"key": key, **spec}, where, source)
     kind = param.distribution
-    _check(
-        kind in DISTRIBUTIONS,
-        source,
-        f"{where}.distribution",
-        f"unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}",
-    )
     if kind == "categorical":
         for extra in ("low", "high", "step"):
             _check(

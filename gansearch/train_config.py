@@ -10,100 +10,103 @@ reported as `SOURCE: KEY: problem` before any training starts.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gansearch.parzen import DEFAULT_SIGMAS, FINE_SIGMAS
-from gansearch.schema import build, fail, read_yaml
+from gansearch.schema import build, check, fail, read_yaml, setting
 
-NOISE_KINDS = ("uniform", "gaussian")
-G_LOSSES = ("non_saturating", "minimax")
-UPDATE_RULES = ("alternating", "simultaneous")
-OUTPUT_BIASES = ("marginals", "zero")
-PRECISIONS = ("float32", "float64")
+NoiseKind = Literal["uniform", "gaussian"]
+GLoss = Literal["non_saturating", "minimax"]
+UpdateRule = Literal["alternating", "simultaneous"]
+OutputBias = Literal["marginals", "zero"]
+Precision = Literal["float32", "float64"]
+DEVICES = r"cpu|auto|cuda(:\d+)?|mps"
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which data set (as `gansearch.data.load_dataset` names it) and, for TFD, which fold."""
 
-    name: str = "mnist"
-    fold: int = 0
+    name: str = setting("mnist", pattern=r".+", means="the name of a data set")
+    fold: int = setting(0, ge=0)
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
     """MLP generator: noise -> ReLU layers -> sigmoid pixels."""
 
-    noise_dim: int = 100
+    noise_dim: int = setting(100, ge=1)
     # gaussian N(0, noise_scale^2), as the released MNIST run drew it (its Generator's default),
     # or uniform in [-noise_scale, noise_scale].
-    noise: str = "gaussian"
+    noise: NoiseKind = "gaussian"
     # None: unit variance (std 1 for gaussian, sqrt(3) for uniform).
-    noise_scale: float | None = None
-    units: tuple[int, ...] = (1200, 1200)  # one entry per ReLU layer
-    init_range: float = 0.05  # weights uniform in [-init_range, init_range], biases 0
-    output_bias: str = "marginals"  # logit of the training set's mean pixels, or zero
+    noise_scale: float | None = setting(None, gt=0)
+    units: tuple[int, ...] = setting((1200, 1200), ge=1)  # one entry per ReLU layer
+    init_range: float = setting(0.05, ge=0)  # weights uniform in [-init_range, init_range]
+    output_bias: OutputBias = "marginals"  # logit of the training set's mean pixels, or zero
 
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     """Maxout discriminator with dropout on every layer's input (pylearn2's dropout_fprop)."""
 
-    units: tuple[int, ...] = (240, 240)  # one entry per maxout layer
-    pieces: int = 5
-    init_range: float = 0.005
+    units: tuple[int, ...] = setting((240, 240), ge=1)  # one entry per maxout layer
+    pieces: int = setting(5, ge=1)
+    init_range: float = setting(0.005, ge=0)
     # Keep-probability of the input of each maxout layer, then of the output layer's input.
-    keep_probs: tuple[float, ...] = (0.8, 0.5, 0.5)
+    keep_probs: tuple[float, ...] = setting((0.8, 0.5, 0.5), gt=0, le=1)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """Algorithm 1 with pylearn2's SGD + momentum, ExponentialDecay and MomentumAdjustor."""
 
-    batch_size: int = 100
+    batch_size: int = setting(100, ge=1)
     # simultaneous (default): the released code (pylearn2 SGD + AdversaryCost2): every k-th D step
     # is one forward pass with D and G both updated from the same noise, samples and dropout
     # masks, G's gradient through the pre-update D. alternating: Algorithm 1 read literally (k D
     # steps, then one G step on fresh noise against the updated D); it collapses on MNIST with
     # the released hyperparameters (docs/benchmarks.md).
-    update: str = "simultaneous"
-    k: int = 1  # discriminator steps per generator step
-    g_loss: str = "non_saturating"  # -log D(G(z)); "minimax" is log(1 - D(G(z)))
-    lr_d: float = 0.1
-    lr_g: float = 0.1
-    lr_decay: float = 1.000004  # learning rate divided by this after every update of that net
-    lr_min: float = 1e-6
-    momentum_start: float = 0.5
-    momentum_end: float = 0.7
-    momentum_start_epoch: int = 1  # momentum_start during this epoch (1-based) and before
-    momentum_saturate_epoch: int = 250  # momentum_end from this epoch on
+    update: UpdateRule = "simultaneous"
+    k: int = setting(1, ge=1)  # discriminator steps per generator step
+    g_loss: GLoss = "non_saturating"  # -log D(G(z)); "minimax" is log(1 - D(G(z)))
+    lr_d: float = setting(0.1, gt=0)
+    lr_g: float = setting(0.1, gt=0)
+    # The learning rate is divided by lr_decay after every update of that net.
+    lr_decay: float = setting(1.000004, ge=1)
+    lr_min: float = setting(1e-6, ge=0)
+    momentum_start: float = setting(0.5, ge=0, lt=1)
+    momentum_end: float = setting(0.7, ge=0, lt=1)
+    # momentum_start during this epoch (1-based) and before; momentum_end from the saturate
+    # epoch on.
+    momentum_start_epoch: int = setting(1, ge=0)
+    momentum_saturate_epoch: int = 250
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Parzen-window evaluation during training (cheap) and at the end (Table 1 protocol)."""
 
-    every: int = 1  # epochs between validation evaluations; 0 turns them off
-    samples: int = 10_000
-    n_valid: int | None = 1000  # first n validation examples; null = all
-    final_samples: int = 10_000
-    final_n_valid: int | None = 1000
-    sigmas: tuple[float, ...] = DEFAULT_SIGMAS  # the grid that chooses sigma (and the epoch)
+    every: int = setting(1, ge=0)  # epochs between validation evaluations; 0 turns them off
+    samples: int = setting(10_000, ge=1)
+    n_valid: int | None = setting(1000, ge=1, null="all")  # first n validation examples
+    final_samples: int = setting(10_000, ge=1)
+    final_n_valid: int | None = setting(1000, ge=1, null="all")
+    # The grid that chooses sigma (and the epoch).
+    sigmas: tuple[float, ...] = setting(DEFAULT_SIGMAS, gt=0, min_items=1)
     # The final evaluation also reports sigma chosen on this finer grid (same validation images).
-    fine_sigmas: tuple[float, ...] = FINE_SIGMAS
+    fine_sigmas: tuple[float, ...] = setting(FINE_SIGMAS, gt=0, min_items=1)
     quality: bool = False  # FID, classes covered and confidence of the samples at eval epochs
     # `gansearch train` also keeps every evaluated epoch's checkpoint (epoch-NNNN.pt), as the
     # released run saved every epoch; for studying a run afterwards, not for choosing on test.
     keep_checkpoints: bool = False
-    precision: str = "float32"
-    grid_rows: int = 10
-    grid_cols: int = 10
+    precision: Precision = "float32"
+    grid_rows: int = setting(10, ge=1)
+    grid_cols: int = setting(10, ge=1)
 
     def sigma_grids(self) -> dict[str, tuple[float, ...]]:
         """The grids a final evaluation reports, by name: the released one, then the fine one."""
@@ -119,9 +122,9 @@ class TrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    epochs: int = 250
-    seed: int = 0
-    device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    epochs: int = setting(250, ge=0)
+    seed: int = setting(0, ge=0)
+    device: str = setting("cpu", pattern=DEVICES, means="cpu, cuda, cuda:N, mps or auto")
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -195,144 +198,25 @@ def apply_overrides(
 # ----------------------------------------------------------------------------- value checks
 
 
-def _check(ok: bool, source: str, key: str, message: str) -> None:
-    if not ok:
-        fail(source, key, message)
-
-
-def _finite(x: float) -> bool:
-    return math.isfinite(x)
-
-
 def validate(config: TrainConfig, source: str = "<config>") -> None:
-    """Raise ConfigError naming the first impossible value (types are checked when parsing)."""
-    c = config
-    _check(c.data.name != "", source, "data.name", "must name a data set")
-    _check(c.data.fold >= 0, source, "data.fold", f"must be >= 0, got {c.data.fold}")
-
-    g = c.generator
-    _check(g.noise_dim >= 1, source, "generator.noise_dim", f"must be >= 1, got {g.noise_dim}")
-    _check(
-        g.noise in NOISE_KINDS,
-        source,
-        "generator.noise",
-        f"must be one of {', '.join(NOISE_KINDS)}, got {g.noise!r}",
-    )
-    _check(
-        g.noise_scale is None or (_finite(g.noise_scale) and g.noise_scale > 0),
-        source,
-        "generator.noise_scale",
-        f"must be > 0, got {g.noise_scale}",
-    )
-    for i, u in enumerate(g.units):
-        _check(u >= 1, source, f"generator.units[{i}]", f"must be >= 1, got {u}")
-    _check(
-        _finite(g.init_range) and g.init_range >= 0,
-        source,
-        "generator.init_range",
-        f"must be >= 0, got {g.init_range}",
-    )
-    _check(
-        g.output_bias in OUTPUT_BIASES,
-        source,
-        "generator.output_bias",
-        f"must be one of {', '.join(OUTPUT_BIASES)}, got {g.output_bias!r}",
-    )
-
-    d = c.discriminator
-    for i, u in enumerate(d.units):
-        _check(u >= 1, source, f"discriminator.units[{i}]", f"must be >= 1, got {u}")
-    _check(d.pieces >= 1, source, "discriminator.pieces", f"must be >= 1, got {d.pieces}")
-    _check(
-        _finite(d.init_range) and d.init_range >= 0,
-        source,
-        "discriminator.init_range",
-        f"must be >= 0, got {d.init_range}",
-    )
-    for i, p in enumerate(d.keep_probs):
-        _check(
-            0.0 < p <= 1.0, source, f"discriminator.keep_probs[{i}]", f"must be in (0, 1], got {p}"
+    """Raise ConfigError naming the first impossible value: each field's choices and bounds
+    (declared on the dataclasses), then the rules that span several fields."""
+    check(config, "", source)
+    d, o = config.discriminator, config.optim
+    if len(d.keep_probs) != len(d.units) + 1:
+        fail(
+            source,
+            "discriminator.keep_probs",
+            f"needs {len(d.units) + 1} entries (one per maxout layer plus the output layer) for "
+            f"{len(d.units)} maxout layers, got {len(d.keep_probs)}",
         )
-    _check(
-        len(d.keep_probs) == len(d.units) + 1,
-        source,
-        "discriminator.keep_probs",
-        f"needs {len(d.units) + 1} entries (one per maxout layer plus the output layer) for "
-        f"{len(d.units)} maxout layers, got {len(d.keep_probs)}",
-    )
-
-    o = c.optim
-    _check(o.batch_size >= 1, source, "optim.batch_size", f"must be >= 1, got {o.batch_size}")
-    _check(o.k >= 1, source, "optim.k", f"must be >= 1, got {o.k}")
-    _check(
-        o.update in UPDATE_RULES,
-        source,
-        "optim.update",
-        f"must be one of {', '.join(UPDATE_RULES)}, got {o.update!r}",
-    )
-    _check(
-        o.g_loss in G_LOSSES,
-        source,
-        "optim.g_loss",
-        f"must be one of {', '.join(G_LOSSES)}, got {o.g_loss!r}",
-    )
-    for name in ("lr_d", "lr_g"):
-        v = getattr(o, name)
-        _check(_finite(v) and v > 0, source, f"optim.{name}", f"must be > 0, got {v}")
-    _check(
-        _finite(o.lr_decay) and o.lr_decay >= 1.0,
-        source,
-        "optim.lr_decay",
-        f"must be >= 1, got {o.lr_decay}",
-    )
-    _check(
-        _finite(o.lr_min) and o.lr_min >= 0, source, "optim.lr_min", f"must be >= 0, got {o.lr_min}"
-    )
-    for name in ("momentum_start", "momentum_end"):
-        v = getattr(o, name)
-        _check(0.0 <= v < 1.0, source, f"optim.{name}", f"must be in [0, 1), got {v}")
-    _check(
-        o.momentum_start_epoch >= 0,
-        source,
-        "optim.momentum_start_epoch",
-        f"must be >= 0, got {o.momentum_start_epoch}",
-    )
-    _check(
-        o.momentum_saturate_epoch >= o.momentum_start_epoch,
-        source,
-        "optim.momentum_saturate_epoch",
-        f"must be >= optim.momentum_start_epoch ({o.momentum_start_epoch}), "
-        f"got {o.momentum_saturate_epoch}",
-    )
-
-    e = c.eval
-    _check(e.every >= 0, source, "eval.every", f"must be >= 0, got {e.every}")
-    for name in ("samples", "final_samples", "grid_rows", "grid_cols"):
-        v = getattr(e, name)
-        _check(v >= 1, source, f"eval.{name}", f"must be >= 1, got {v}")
-    for name in ("n_valid", "final_n_valid"):
-        v = getattr(e, name)
-        _check(v is None or v >= 1, source, f"eval.{name}", f"must be >= 1 or null, got {v}")
-    for name in ("sigmas", "fine_sigmas"):
-        grid = getattr(e, name)
-        _check(len(grid) >= 1, source, f"eval.{name}", "must list at least one sigma")
-        for i, s in enumerate(grid):
-            _check(_finite(s) and s > 0, source, f"eval.{name}[{i}]", f"must be > 0, got {s}")
-    _check(
-        e.precision in PRECISIONS,
-        source,
-        "eval.precision",
-        f"must be one of {', '.join(PRECISIONS)}, got {e.precision!r}",
-    )
-
-    _check(c.epochs >= 0, source, "epochs", f"must be >= 0, got {c.epochs}")
-    _check(c.seed >= 0, source, "seed", f"must be >= 0, got {c.seed}")
-    _check(
-        re.fullmatch(r"cpu|auto|cuda(:\d+)?|mps", c.device) is not None,
-        source,
-        "device",
-        f"must be cpu, cuda, cuda:N, mps or auto, got {c.device!r}",
-    )
+    if o.momentum_saturate_epoch < o.momentum_start_epoch:
+        fail(
+            source,
+            "optim.momentum_saturate_epoch",
+            f"must be >= optim.momentum_start_epoch ({o.momentum_start_epoch}), "
+            f"got {o.momentum_saturate_epoch}",
+        )
 
 
 # Settings a checkpoint may continue under with new values: they steer the updates (read afresh
