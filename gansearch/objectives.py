@@ -21,13 +21,6 @@ QUALITY_METRICS: dict[str, str] = {
     "confidence": "max",
 }
 METRICS: dict[str, str] = {PARZEN_METRIC: "max", **QUALITY_METRICS}
-LABELS: dict[str, str] = {
-    "valid_ll": "validation Parzen log-likelihood",
-    "fid": "FID",
-    "classes_covered": "classes covered",
-    "class_kl": "class KL",
-    "confidence": "classifier confidence",
-}
 
 
 def better(metric: str, a: float, b: float) -> bool:

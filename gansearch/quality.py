@@ -46,7 +46,6 @@ from gansearch.parzen import check_samples
 CLASSIFIER_FORMAT = "gansearch.classifier/1"
 CLASSIFIER_DIR = "classifiers"
 COVERAGE_SHARE = 0.1  # a class is covered at >= this fraction of its test-set share
-MNIST_ACCURACY_GOAL = 0.99
 PROGRESS_SECONDS = 10.0  # at most one progress line this often while training
 
 

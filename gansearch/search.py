@@ -111,7 +111,6 @@ class RunOptions:
     results_dir: str | None = None  # default: the space's results.dir
     progress_interval: float = 10.0  # seconds between progress lines
     budget_overrides: Mapping[str, int] = field(default_factory=dict)  # trials, max_epochs, ...
-    leaderboard_size: int = 10
     tracking_uri: str | None = None  # MLflow; default: MLFLOW_TRACKING_URI or <results>/mlflow.db
 
 

@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         results_dir=args.results_dir,
         progress_interval=args.progress_interval,
-        leaderboard_size=args.top,
         tracking_uri=args.tracking_uri,
     )
     outcome = run_search(space, options)
