@@ -221,6 +221,20 @@ def train_trial(
             copied = dict(no_copy)
         return fields
 
+    def report_with_checkpoint(report: dict[str, Any]) -> None:
+        """An evaluated epoch's report to Tune, with the trainer's checkpoint."""
+        report["loop_seconds"] = loop_seconds
+        report["threads"] = torch.get_num_threads()
+        report["diverged"] = 0
+        report.update(common())
+        if space.scheduler.type == "pbt" and trainer.epoch < max_epochs:
+            report[PBT_TIME] = trainer.epoch  # the scheduler's clock: no copy after the last epoch
+        with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
+            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            origin = {"trial_id": me, "epoch": trainer.epoch}
+            (Path(directory) / ORIGIN_FILE).write_text(json.dumps(origin))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
     while trainer.epoch < max_epochs:
         _chaos(space, trainer.epoch + 1)
         start = time.perf_counter()
@@ -241,17 +255,17 @@ def train_trial(
                 message = f"{name} is {value} at epoch {metrics.epoch}"
                 tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, **common()})
                 return
-        report["loop_seconds"] = loop_seconds
-        report["threads"] = torch.get_num_threads()
-        report["diverged"] = 0
-        report.update(common())
-        if space.scheduler.type == "pbt" and trainer.epoch < max_epochs:
-            report[PBT_TIME] = trainer.epoch  # the scheduler's clock: no copy after the last epoch
-        with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
-            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
-            origin = {"trial_id": me, "epoch": trainer.epoch}
-            (Path(directory) / ORIGIN_FILE).write_text(json.dumps(origin))
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+        report_with_checkpoint(report)
+    if trainer.epoch == start_epoch:
+        # Nothing left to train: the checkpoint this session started from (a PBT copy of a
+        # finished trial, or a finished trial Tune restarted after an interruption) is already at
+        # the budget. Report its last evaluation, so that Tune's last result, and the trial's
+        # outcome, are those of the state it holds.
+        evaluated = [m for m in trainer.history if m.valid_ll is not None]
+        if evaluated:
+            report_with_checkpoint(
+                {k: v for k, v in evaluated[-1].as_dict().items() if v is not None}
+            )
 
 
 def _trial_dataset(data: DataConfig, data_dir: str | None, node: str) -> Dataset:

@@ -179,7 +179,8 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
     assert spent_before < sum(_stored_sessions(experiment).values()) <= 48
     table = pd.read_parquet(experiment / "results.parquet")
     assert len(table) == 4 and table["trial_id"].is_unique
-    assert (table["status"] == "finished").all() and (table["epochs"] == 8).all()
+    outcome = (table[["trial_id", "status", "epochs"]].to_string(), resumed.stderr[-4000:])
+    assert (table["status"] == "finished").all() and (table["epochs"] == 8).all(), outcome
     assert table["optim.lr_d"].between(0.01, 0.5).all()
     assert table["discriminator.keep_probs[0]"].between(0.6, 1.0).all()
     assert table["optim.k"].isin([1, 2, 3]).all()
@@ -213,3 +214,64 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
         {m.value for m in client.get_metric_history(r.info.run_id, "hp.optim.lr_d")} for r in runs
     ]
     assert any(len(values) > 1 for values in schedules)
+
+
+# ----------------------------------------------------------------------------- a finished copy
+
+
+class _FakeTune:
+    """The parts of ray.tune a trial function calls inside a session, recorded."""
+
+    def __init__(self, checkpoint) -> None:
+        from ray import tune
+
+        self.Checkpoint = tune.Checkpoint
+        self.checkpoint, self.reports = checkpoint, []
+
+    def get_checkpoint(self):
+        return self.checkpoint
+
+    def get_context(self):
+        return type("Context", (), {"get_trial_id": staticmethod(lambda: "t_00001")})()
+
+    def report(self, metrics, checkpoint=None):
+        self.reports.append((dict(metrics), checkpoint))
+
+
+def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
+    tmp_path, monkeypatch
+) -> None:
+    """PBT can hand a trial a copy of a checkpoint that is already at the budget (after a resume
+    leaves the population out of step). The session then trains nothing; it must still report
+    the state it holds, or Tune keeps the trial's older result and calls it stopped early."""
+    from ray import tune
+
+    from gansearch import search
+    from gansearch.data import load_dataset
+    from gansearch.trainer import Trainer
+
+    space = load_space(PBT).with_budget(max_epochs=2)
+    config = first_population(space)[0]
+    dataset = load_dataset("digits")
+    donor = Trainer(space.trial_config(config), dataset)
+    donor.fit(2)
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    donor.save_checkpoint(directory / search.CHECKPOINT_FILE)
+    (directory / search.ORIGIN_FILE).write_text(json.dumps({"trial_id": "t_00003", "epoch": 2}))
+
+    fake = _FakeTune(tune.Checkpoint.from_directory(directory))
+    monkeypatch.setattr(search, "tune", fake)
+    monkeypatch.setattr(search, "_trial_dataset", lambda *args: dataset)
+    node = type("Runtime", (), {"get_node_id": staticmethod(lambda: "node")})()
+    monkeypatch.setattr(search.ray, "get_runtime_context", lambda: node)
+
+    search.train_trial(config, space, None)
+    assert len(fake.reports) == 1
+    report, checkpoint = fake.reports[0]
+    assert report["epoch"] == 2 and report["valid_ll"] == donor.history[-1].valid_ll
+    assert report["session_epochs"] == 0  # nothing trained: the budget counts nothing
+    assert report["copied_from"] == "t_00003" and report["copied_epoch"] == 2
+    assert search.PBT_TIME not in report  # the last report: no copy after it
+    assert checkpoint is not None
+    assert search.classify(report, None, space.budget.max_epochs) == ("finished", "")
