@@ -7,6 +7,8 @@
         trials.jsonl        how each trial ended: status, reason, wall time
         results.parquet     one row per trial, written when the search ends or is interrupted
         report/             gansearch report's Table 1 and figures
+        .gansearch.lock     held by the one process that writes here (who: host, PID, command)
+        driver.log          Ray's and Optuna's own messages, kept out of the terminal
         train_trial_*/      Ray Tune's trial directories, with the checkpoints
 
 gansearch.search writes the setup and the reports; gansearch.report and the commands read them
@@ -15,9 +17,16 @@ through the functions here, never by file name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
-from collections.abc import Mapping
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +43,27 @@ META_FILE = "gansearch.json"
 REPORTS_FILE = "reports.jsonl"
 TRIALS_FILE = "trials.jsonl"
 RESULTS_FILE = "results.parquet"
+LOCK_FILE = ".gansearch.lock"
+DRIVER_LOG = "driver.log"  # Ray's and Optuna's messages during a search
+# An experiment's name is one path component: it cannot leave the results directory.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+NAME_RULE = "letters, digits, '-', '_' and '.', starting with a letter or digit, at most 128"
+
+
+def check_name(name: str, option: str = "--name") -> str:
+    """`name` if it is a valid experiment name; a UsageError naming `option` otherwise."""
+    if not isinstance(name, str) or re.fullmatch(NAME_PATTERN, name) is None:
+        shown = repr(name) if len(str(name)) <= 60 else repr(str(name)[:60]) + "..."
+        raise UsageError(
+            f"{option} {shown}: an experiment name is one directory inside the results "
+            f"directory: {NAME_RULE}"
+        )
+    return name
+
+
+def experiment_path(results_dir: Path, name: str, option: str = "--name") -> Path:
+    """Where experiment `name` lives in `results_dir` (the name checked first)."""
+    return Path(results_dir) / check_name(name, option)
 
 
 def save_setup(experiment_dir: Path, space: SearchSpace, tracking_uri: str | None) -> None:
@@ -77,7 +107,7 @@ def find_experiment(results_dir: Path, name: str | None) -> Path:
     """The experiment directory of search `name` in `results_dir` (the only one if no name)."""
     results_dir = Path(results_dir).expanduser()
     if name is not None:
-        path = results_dir / name
+        path = experiment_path(results_dir, name, "--experiment")
         if not has_results(path):
             known = experiments(results_dir)
             hint = f"; searches there: {', '.join(known)}" if known else ""
@@ -141,3 +171,143 @@ def write_results(experiment_dir: Path, table: pd.DataFrame) -> Path:
     path = experiment_dir / RESULTS_FILE
     table.to_parquet(path, index=False)
     return path
+
+
+# --------------------------------------------------------------------------- one writer
+
+
+@contextlib.contextmanager
+def experiment_lock(experiment_dir: Path, say: Any = None) -> Iterator[None]:
+    """Hold the experiment directory for one process (a search or a report) until it exits.
+
+    An exclusive lock (flock) on `.gansearch.lock`, which records the holder's host, PID, start
+    time and command. The operating system releases it however the holder ends (SIGKILL too),
+    so a lock file left by a dead process is only reported, never in the way. A second process
+    gets a UsageError that names the holder. The file is removed on release, and with it the
+    directories the lock created if they hold nothing else (a run that failed before starting).
+    """
+    experiment_dir = Path(experiment_dir)
+    created = [d for d in (experiment_dir, *experiment_dir.parents) if not d.exists()]
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    path = experiment_dir / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(_read_holder(fd))
+            os.close(fd)
+            raise UsageError(
+                f"{experiment_dir} is in use by another gansearch process ({holder}): wait for "
+                "it to end, or stop it (Ctrl-C) and resume"
+            ) from None
+        try:  # the file may have been removed by a holder that released it meanwhile
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        stale = _read_holder(fd)
+        if stale and say is not None:
+            say(f"{experiment_dir}: the last process to use it ({_describe_holder(stale)}) ended "
+                "without releasing it; it is not running, so this one takes over")  # fmt: skip
+        record = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": " ".join(sys.argv),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            for directory in created:  # innermost first; only empty ones: nothing started there
+                directory.rmdir()
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        holder = json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe_holder(holder: Mapping[str, Any]) -> str:
+    if not holder:
+        return "holder unknown"
+    command = str(holder.get("command", ""))
+    command = command if len(command) <= 120 else command[:117] + "..."
+    return (
+        f"PID {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}: {command}"
+    )
+
+
+# --------------------------------------------------------------------------- trust
+
+
+@contextlib.contextmanager
+def no_foreign_writes() -> Iterator[None]:
+    """Create files that only their owner can write (umask + go-w) while the block runs, so
+    that a resumed search can check that nobody else wrote its state (check_trusted)."""
+    previous = os.umask(0o022)
+    os.umask(previous | 0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def check_trusted(experiment_dir: Path, option: str = "--resume") -> None:
+    """Refuse an experiment directory that someone other than this user could have written.
+
+    Ray Tune restores a search from pickles (tuner.pkl, its experiment and searcher state): a
+    crafted file would run code as the user who resumes. So every file and directory in the
+    experiment must belong to this user, be writable by nobody else, and symbolic links must
+    point at such files.
+    """
+    uid = os.getuid()
+    for root, dirs, files in os.walk(experiment_dir):
+        for path in [Path(root), *(Path(root) / name for name in (*dirs, *files))]:
+            entry = path.lstat()
+            if entry.st_uid != uid:
+                _untrusted(option, path, f"belongs to user {_user(entry.st_uid)}, not to you")
+            if path.is_symlink():
+                try:
+                    entry = path.stat()
+                except OSError:
+                    _untrusted(option, path, "is a broken symbolic link")
+                if entry.st_uid != uid:
+                    _untrusted(option, path, "links to a file that is not yours")
+            if entry.st_mode & 0o022:
+                groups = [("its group", 0o020), ("other users", 0o002)]
+                who = " and ".join(name for name, bit in groups if entry.st_mode & bit)
+                _untrusted(
+                    option,
+                    path,
+                    f"can be written by {who} (if you trust what is in it: chmod -R go-w "
+                    f"{experiment_dir})",
+                )
+
+
+def _untrusted(option: str, path: Path, why: str) -> None:
+    raise UsageError(
+        f"{option}: {path} {why}. A search resumes from Ray's pickled state, which runs code: "
+        "gansearch resumes only an experiment that nobody else could have written"
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)

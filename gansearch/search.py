@@ -22,6 +22,7 @@ millisecond.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import json
@@ -30,11 +31,12 @@ import math
 import os
 import random
 import re
+import socket
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -58,9 +60,14 @@ from gansearch.data import load_dataset
 from gansearch.data.locate import DATA_DIR_ENV
 from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
 from gansearch.experiment import (
+    DRIVER_LOG,
     SPACE_COPY,
     append_report,
     append_trial_end,
+    check_trusted,
+    experiment_lock,
+    experiment_path,
+    no_foreign_writes,
     read_reports,
     read_trial_log,
     save_setup,
@@ -69,8 +76,10 @@ from gansearch.experiment import (
     write_results,
 )
 from gansearch.files import read_jsonl
+from gansearch.leftovers import forget_local_ray, reap_leftover_ray, record_local_ray
 from gansearch.objectives import METRICS, QUALITY_METRICS, better, pareto_mask
 from gansearch.space import Param, SearchSpace, make_sampler
+from gansearch.stopping import stop_signals
 from gansearch.tracking import (
     SearchTracker,
     TrackingStore,
@@ -125,6 +134,7 @@ class SearchOutcome:
     first_trial_seconds: float | None
     tracking_uri: str | None = None  # the MLflow store the search was logged to
     parent_run_id: str | None = None  # its MLflow parent run
+    stop_signal: int | None = None  # SIGINT or SIGTERM, when one stopped the search
 
 
 # --------------------------------------------------------------------------- the trial
@@ -628,6 +638,29 @@ def classify(result: Mapping[str, Any], error: str | None, max_epochs: int) -> t
     return "stopped early", ""
 
 
+LIBRARY_LOGGERS = ("ray", "optuna")  # their messages go to the experiment's driver.log
+
+
+def _log_libraries_to(path: Path) -> Callable[[], None]:
+    """Send Ray's and Optuna's log messages to `path` instead of the terminal, where only
+    gansearch's lines belong; returns the function that puts their handlers back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = []
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers, logger.propagate = [handler], False
+
+    def restore() -> None:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        handler.close()
+
+    return restore
+
+
 def _init_ray(address: str | None) -> bool:
     """Start a local Ray or connect to a cluster; returns whether we started it."""
     if ray.is_initialized():
@@ -650,6 +683,7 @@ def _init_ray(address: str | None) -> bool:
         except Exception as exc:
             raise SearchError(f"cannot start a local Ray instance: {exc}") from exc
         return True
+    _check_reachable_cluster(address)
     try:
         ray.init(address=address, **kwargs)
     except Exception as exc:
@@ -669,6 +703,28 @@ def _init_ray(address: str | None) -> bool:
             "http://HEAD:8265 -- gansearch run --space FILE --address auto` (cluster/README.md)"
         )
     return True
+
+
+CONNECT_SECONDS = 5.0  # to open a TCP connection to a Ray cluster's address
+
+
+def _check_reachable_cluster(address: str) -> None:
+    """Fail within seconds when nothing listens at `address` (ray.init would wait minutes and
+    ignore Ctrl-C); `auto` and `local` name no host to check."""
+    if address in ("auto", "local"):
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        raise UsageError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SearchError(
+            f"cannot reach the Ray cluster at --address {address}: {reason}. Start one (see "
+            "cluster/README.md) or leave out --address to run on this machine"
+        ) from None
 
 
 def _check_resources(space: SearchSpace, local: bool) -> SearchSpace:
@@ -1146,10 +1202,30 @@ def _quality_scorer(
 def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = None) -> SearchOutcome:
     """Run (or resume) a search to the end of its budget; see the module docstring."""
     started = time.monotonic()
-    name = options.name or space.name
     results_dir = results_location(options.results_dir or space.results.dir)
-    experiment_dir = results_dir / name
-    exists = experiment_dir.exists() and tune.Tuner.can_restore(str(experiment_dir))
+    experiment_dir = experiment_path(results_dir, options.name or space.name)
+
+    def say(text: str) -> None:
+        print(f"gansearch: {text}", file=out or sys.stderr, flush=True)
+
+    # One process per experiment, start to end; files nobody else can write, so that a resume
+    # can trust the state it unpickles.
+    with no_foreign_writes(), experiment_lock(experiment_dir, say=say):
+        return _run_locked(space, options, out, say, started, results_dir, experiment_dir)
+
+
+def _run_locked(
+    space: SearchSpace,
+    options: RunOptions,
+    out: TextIO | None,
+    say: Callable[[str], None],
+    started: float,
+    results_dir: Path,
+    experiment_dir: Path,
+) -> SearchOutcome:
+    """run_search, once this process holds the experiment directory."""
+    name = experiment_dir.name
+    exists = tune.Tuner.can_restore(str(experiment_dir))
     if options.resume and not exists:
         raise UsageError(f"--resume: no experiment to continue at {experiment_dir}")
     if not options.resume and exists:
@@ -1158,6 +1234,7 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
             "--name"
         )
     if options.resume:
+        check_trusted(experiment_dir)  # before Ray unpickles anything of it
         space = _resume_space(space, experiment_dir, options.budget_overrides)
     elif options.budget_overrides:
         space = space.with_budget(**options.budget_overrides)
@@ -1174,8 +1251,15 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
     store_future = opener.submit(TrackingStore.open, tracking_uri, results_dir)
     tracker: SearchTracker | None = None
     started_ray = fitting = False
+    cleanup = contextlib.ExitStack()  # what the search set up for its run, undone at its end
     try:
+        reap_leftover_ray(say)
         started_ray = _init_ray(options.address)
+        if started_ray and options.address is None:
+            record_local_ray()
+        cleanup.callback(_log_libraries_to(experiment_dir / DRIVER_LOG))  # after ray.init's
+        # After ray.init, which installs a SIGTERM handler of its own that aborts the driver.
+        stop = cleanup.enter_context(stop_signals(say))
         space = _check_resources(space, local=options.address is None)
         store = store_future.result()
         stopper = counter = None
@@ -1215,7 +1299,7 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
             f"MLflow: {tracking_uri}"
         )
         tuner = _build_tuner(space, options, experiment_dir, progress, tracker, quality, stopper)
-        fitting = True
+        fitting = stop.stopping = True
         result_grid = tuner.fit()
         spent = progress.budget is not None and progress.budget.stop_all()
         table = results_table(
@@ -1240,6 +1324,8 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         opener.shutdown(wait=False, cancel_futures=True)
         if started_ray:
             ray.shutdown()
+            forget_local_ray()
+        cleanup.close()
     first = progress.first_trial_at - started if progress.first_trial_at else None
     return SearchOutcome(
         experiment_dir=experiment_dir,
@@ -1249,4 +1335,5 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         first_trial_seconds=first,
         tracking_uri=tracking_uri,
         parent_run_id=tracker.parent_run_id,
+        stop_signal=stop.received,
     )

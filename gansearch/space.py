@@ -57,6 +57,7 @@ import optuna
 
 from gansearch.data import DATASETS, LABELLED_DATASETS
 from gansearch.errors import ConfigError
+from gansearch.experiment import NAME_PATTERN, NAME_RULE
 from gansearch.objectives import METRICS, PARZEN_METRIC, QUALITY_METRICS
 from gansearch.schema import build, check, fail, read_yaml, setting
 from gansearch.train_config import (
@@ -554,10 +555,10 @@ def load_space(path: str | Path) -> SearchSpace:
             fail(source, str(key), f"unknown section (valid: {', '.join(sorted(known))})")
     name = raw.get("name", Path(source).stem)
     _check(
-        isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None,
+        isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None,
         source,
         "name",
-        f"must be a name of letters, digits, '-', '_' or '.', got {name!r}",
+        f"must be a name of {NAME_RULE}, got {name!r}",
     )
     parsed = {key: _section(cls, raw, key, source) for key, cls in sections.items()}
     if parsed["search"].algorithm is None:

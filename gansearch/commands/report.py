@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the best trials with the paper's protocol and print Table 1."""
     from gansearch.errors import UsageError
-    from gansearch.experiment import find_experiment
+    from gansearch.experiment import experiment_lock, find_experiment
     from gansearch.report import ReportOptions, format_report, make_report
 
     if args.top < 1:
@@ -61,18 +61,18 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     experiment_dir = find_experiment(Path(args.results_dir), args.experiment)
-    report = make_report(
-        ReportOptions(
-            experiment_dir=experiment_dir,
-            tracking_uri=args.tracking_uri,
-            top=args.top,
-            retrain=args.retrain,
-            seed=args.seed,
-            data_dir=args.data_dir,
-            references=args.references,
-            reference_samples=args.reference_samples,
-            reference_clusters=args.reference_clusters,
-        )
+    options = ReportOptions(
+        experiment_dir=experiment_dir,
+        tracking_uri=args.tracking_uri,
+        top=args.top,
+        retrain=args.retrain,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        references=args.references,
+        reference_samples=args.reference_samples,
+        reference_clusters=args.reference_clusters,
     )
+    with experiment_lock(experiment_dir):  # not while a search or another report writes there
+        report = make_report(options)
     print(format_report(report))
     return 0

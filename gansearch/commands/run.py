@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gansearch.errors import UsageError
+
+if TYPE_CHECKING:
+    from gansearch.search import SearchOutcome
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the space, run the search, print the leaderboard."""
-    from gansearch.experiment import RESULTS_FILE
+    from gansearch.experiment import DRIVER_LOG, RESULTS_FILE
     from gansearch.search import RunOptions, format_leaderboard, run_search
     from gansearch.space import load_space
 
@@ -84,22 +91,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {outcome.experiment_dir / RESULTS_FILE}")
     if outcome.interrupted:
         print(
-            f"the search was interrupted; continue it with: gansearch run --space {args.space} "
-            f"--name {outcome.experiment_dir.name} --resume",
+            f"the search was interrupted; continue it with: {resume_command(args, outcome)}\n"
+            f"(Ray's and Optuna's messages: {outcome.experiment_dir / DRIVER_LOG})",
             file=sys.stderr,
         )
-        return 130
+        return 128 + int(outcome.stop_signal or signal.SIGINT)  # 130: Ctrl-C, 143: SIGTERM
     if args.report_top:  # Table 1 for the best configurations (gansearch.report)
+        from gansearch.experiment import experiment_lock
         from gansearch.report import ReportOptions, format_report, make_report
 
-        report = make_report(
-            ReportOptions(
-                experiment_dir=outcome.experiment_dir,
-                tracking_uri=outcome.tracking_uri,
-                top=args.report_top,
-                retrain=args.retrain,
-                data_dir=args.data_dir,
-            )
+        options = ReportOptions(
+            experiment_dir=outcome.experiment_dir,
+            tracking_uri=outcome.tracking_uri,
+            top=args.report_top,
+            retrain=args.retrain,
+            data_dir=args.data_dir,
         )
+        with experiment_lock(outcome.experiment_dir):
+            report = make_report(options)
         print(format_report(report))
     return 0
+
+
+def resume_command(args: argparse.Namespace, outcome: SearchOutcome) -> str:
+    """The command that continues this search, safe to paste into a shell."""
+    words = ["gansearch", "run", "--space", str(Path(args.space).resolve())]
+    words += ["--name", outcome.experiment_dir.name]
+    words += ["--results-dir", str(outcome.experiment_dir.parent), "--resume"]
+    for flag in ("address", "data_dir", "tracking_uri"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    return shlex.join(words)

@@ -110,13 +110,13 @@ def _experiment_url(base: str, name: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Start the MLflow UI and keep it running until interrupted."""
-    from gansearch.experiment import stored_tracking_uri
+    from gansearch.experiment import experiment_path, stored_tracking_uri
     from gansearch.tracking import DB_FILE, is_remote, resolve_tracking_uri
 
     results_dir = Path(args.results_dir).expanduser().resolve()
     stored = None
     if args.experiment is not None:
-        stored = stored_tracking_uri(results_dir / args.experiment)
+        stored = stored_tracking_uri(experiment_path(results_dir, args.experiment, "--experiment"))
     uri = resolve_tracking_uri(args.tracking_uri, results_dir, stored)
     if is_remote(uri):
         print(f"the runs are on the MLflow tracking server {uri}: open it in a browser")

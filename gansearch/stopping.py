@@ -1,0 +1,74 @@
+"""How a search's driver stops: Ctrl-C and SIGTERM end it the same clean way.
+
+Ray Tune stops a run gracefully on the first SIGINT (it saves the experiment state, the trials
+stop, `Tuner.fit` returns) and then puts back the handler it found. gansearch installs its own
+handler first, so that
+
+- SIGTERM (what `timeout`, systemd, Kubernetes and batch schedulers send) does what Ctrl-C does;
+- a second Ctrl-C while the search is being stopped, or while its results are written, only
+  says so: the results are still written; a third abandons them;
+- before the trials start (data, Ray, MLflow), Ctrl-C aborts at once: nothing is lost.
+
+The exit status says which signal stopped the search: 130 for SIGINT, 143 for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+ABANDON_AFTER = 3  # Ctrl-C presses that abandon the results
+
+
+@dataclass
+class StopSignals:
+    """What the driver has been asked to do; read by the run command for its exit status."""
+
+    received: int | None = None  # the first stop signal (signal.SIGINT or signal.SIGTERM)
+    presses: int = 0  # stop signals handled by gansearch itself (not by Tune's handler)
+    stopping: bool = False  # the trials are running (Tune stops them) or have ended
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process a signal ended."""
+        return 128 + int(self.received or signal.SIGINT)
+
+
+@contextmanager
+def stop_signals(say: Callable[[str], None]) -> Iterator[StopSignals]:
+    """Handle SIGINT and SIGTERM in the driver for the duration of the block (main thread only)."""
+    state = StopSignals()
+
+    def on_int(signum: int, frame: FrameType | None) -> None:
+        state.received = state.received or signum
+        if not state.stopping:
+            raise KeyboardInterrupt  # nothing has started that could be saved
+        state.presses += 1
+        if state.presses >= ABANDON_AFTER:
+            raise KeyboardInterrupt
+        left = ABANDON_AFTER - state.presses
+        say(
+            "already stopping: the trials' state and the results are being written "
+            f"(press Ctrl-C {left} more time{'s' if left > 1 else ''} to abandon them)"
+        )
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        state.received = state.received or signum
+        handler: Any = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not on_int:
+            handler(signal.SIGINT, frame)  # Ray Tune's: stop the trials, keep their state
+        else:
+            on_int(signum, frame)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield state
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

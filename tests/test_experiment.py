@@ -1,0 +1,234 @@
+"""The experiment directory's owner: names that stay inside the results directory, one process
+at a time, state that nobody else wrote; and what a killed driver leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gansearch import leftovers
+from gansearch.cli import main
+from gansearch.errors import UsageError
+from gansearch.experiment import (
+    LOCK_FILE,
+    check_name,
+    check_trusted,
+    experiment_lock,
+    experiment_path,
+    no_foreign_writes,
+)
+
+SMALL = Path(__file__).parent / "fixtures" / "small_space.yaml"
+ESCAPES = ["../x", "..", ".", "/abs/path", "a/b", "", "-rf", "x\n", "a" * 129, "ü"]
+
+
+@pytest.mark.parametrize("name", ESCAPES)
+def test_names_that_would_leave_the_results_directory_are_refused(name):
+    with pytest.raises(UsageError, match="an experiment name is one directory"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["digits-quick", "mnist_laptop", "run.2", "A1", "a" * 128])
+def test_plain_names_are_accepted_and_stay_inside(tmp_path, name):
+    path = experiment_path(tmp_path, name)
+    assert path.parent == tmp_path and path.name == name
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/elsewhere", ".."])
+def test_run_refuses_an_escaping_name_before_writing_anything(tmp_path, capsys, name):
+    results = tmp_path / "results"
+    code = main(["run", "--space", str(SMALL), "--results-dir", str(results), "--name", name])
+    err = capsys.readouterr().err
+    assert code == 2 and "--name" in err and "one directory inside" in err
+    assert "Traceback" not in err
+    assert not any(tmp_path.rglob("*.json")) and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "ui"])
+def test_report_and_ui_refuse_an_escaping_experiment(tmp_path, capsys, command):
+    code = main([command, "--results-dir", str(tmp_path), "--experiment", "../x"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--experiment '../x'" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- one process
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path):
+    directory = tmp_path / "exp"
+    with experiment_lock(directory):
+        holder = json.loads((directory / LOCK_FILE).read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(
+            UsageError, match=rf"in use by another gansearch process \(PID {os.getpid()} on"
+        ):
+            with experiment_lock(directory):
+                pass
+    assert not directory.exists()  # released, and the empty directory it made is gone
+    with experiment_lock(directory):  # free again
+        (directory / "kept").write_text("x")
+    assert (directory / "kept").exists() and not (directory / LOCK_FILE).exists()
+
+
+def test_a_lock_file_left_by_a_dead_process_is_reported_and_taken_over(tmp_path):
+    directory = tmp_path / "exp"
+    directory.mkdir()
+    dead = {"host": "elsewhere", "pid": 999999, "started": "yesterday", "command": "gansearch run"}
+    (directory / LOCK_FILE).write_text(json.dumps(dead))
+    said = []
+    with experiment_lock(directory, say=said.append):
+        pass
+    assert len(said) == 1 and "PID 999999 on elsewhere" in said[0] and "takes over" in said[0]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_run_refuses_an_experiment_another_process_holds(tmp_path, capsys, resume):
+    with experiment_lock(tmp_path / "small"):
+        args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+        code = main([*args, "--resume"] if resume else args)
+    err = capsys.readouterr().err
+    assert code == 2 and f"in use by another gansearch process (PID {os.getpid()}" in err
+    assert "Traceback" not in err and not (tmp_path / "small").exists()
+
+
+def test_report_refuses_while_the_search_holds_the_experiment(tmp_path, capsys):
+    experiment = tmp_path / "small"
+    experiment.mkdir()
+    (experiment / "results.parquet").write_bytes(b"")  # a search that has written results
+    with experiment_lock(experiment):
+        code = main(["report", "--results-dir", str(tmp_path), "--experiment", "small"])
+    err = capsys.readouterr().err
+    assert code == 2 and "in use by another gansearch process" in err
+
+
+# --------------------------------------------------------------------------- trust
+
+
+def _fake_experiment(root: Path, marker: Path) -> Path:
+    """An experiment directory whose tuner.pkl runs code when unpickled (it creates `marker`)."""
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("pwned",))
+
+    experiment = root / "small"
+    experiment.mkdir(mode=0o755)
+    (experiment / "search_space.yaml").write_text(SMALL.read_text())
+    (experiment / "tuner.pkl").write_bytes(pickle.dumps(Payload()))
+    return experiment
+
+
+def test_resume_refuses_state_that_others_could_have_written(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    experiment = _fake_experiment(tmp_path, marker)
+    os.chmod(experiment / "tuner.pkl", 0o664)  # group-writable: anyone in the group could plant it
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{experiment / 'tuner.pkl'} can be written by its group" in err
+    assert "chmod -R go-w" in err and "Traceback" not in err
+    assert not marker.exists()  # nothing was unpickled
+
+
+def test_check_trusted_accepts_own_files_and_refuses_links_out(tmp_path):
+    experiment = _fake_experiment(tmp_path, tmp_path / "marker")
+    check_trusted(experiment)  # all ours, writable by us only
+    elsewhere = tmp_path / "elsewhere.pkl"
+    elsewhere.write_bytes(b"x")
+    os.chmod(elsewhere, 0o666)
+    (experiment / "link.pkl").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="link.pkl can be written by its group and other users"):
+        check_trusted(experiment)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing a file's owner needs root")
+def test_check_trusted_refuses_files_of_another_user(tmp_path):
+    experiment = _fake_experiment(tmp_path, tmp_path / "marker")
+    os.chown(experiment / "tuner.pkl", 65534, 65534)
+    with pytest.raises(UsageError, match=r"tuner.pkl belongs to user \w+, not to you"):
+        check_trusted(experiment)
+
+
+def test_files_of_a_search_are_written_without_group_or_other_write(tmp_path):
+    with no_foreign_writes():
+        (tmp_path / "f").write_text("x")
+        (tmp_path / "d").mkdir()
+    assert (tmp_path / "f").stat().st_mode & 0o022 == 0
+    assert (tmp_path / "d").stat().st_mode & 0o022 == 0
+
+
+# --------------------------------------------------------------------------- a killed driver
+
+
+def _spawn(ignore_term: bool = False) -> subprocess.Popen:
+    code = "import signal, time\n"
+    if ignore_term:  # as Ray's DashboardAgent and RuntimeEnvAgent do
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "print('ready', flush=True)\ntime.sleep(120)\n"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_the_next_search_ends_what_a_killed_driver_left(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    polite, stubborn = _spawn(), _spawn(ignore_term=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    records = tmp_path / "cache" / leftovers.RECORDS
+    records.mkdir(parents=True)
+    children = [
+        {"pid": p.pid, "started": psutil.Process(p.pid).create_time(), "name": "python"}
+        for p in (polite, stubborn)
+    ]
+    (records / f"{dead.pid}.json").write_text(
+        json.dumps({"pid": dead.pid, "started": 0.0, "children": children})
+    )
+    alive = {"pid": os.getpid(), "started": psutil.Process().create_time(), "children": children}
+    (records / f"{os.getpid()}.json").write_text(json.dumps(alive))  # a live search: untouched
+    said: list[str] = []
+    try:
+        assert leftovers.reap_leftover_ray(said.append) == 2
+        assert polite.wait(timeout=10) is not None and stubborn.wait(timeout=10) is not None
+        assert f"(PID {dead.pid})" in said[0] and "2 process(es)" in said[0]
+        assert not (records / f"{dead.pid}.json").exists()
+        assert (records / f"{os.getpid()}.json").exists()
+    finally:
+        for child in (polite, stubborn):
+            child.kill()
+
+
+def test_a_reused_pid_is_not_ended(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    child = _spawn()
+    records = tmp_path / "cache" / leftovers.RECORDS
+    records.mkdir(parents=True)
+    other = {"pid": child.pid, "started": 1.0, "name": "raylet"}  # started long ago: not this one
+    (records / "999999.json").write_text(
+        json.dumps({"pid": 999999, "started": 0.0, "children": [other]})
+    )
+    try:
+        assert leftovers.reap_leftover_ray(lambda text: None) == 0
+        assert child.poll() is None
+    finally:
+        child.kill()
+
+
+def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):
+    started = time.monotonic()
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--address"]
+    assert main([*args, "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - started < 60
+    assert "cannot reach the Ray cluster at --address 127.0.0.1:1" in err and "Traceback" not in err
+    assert main([*args, "nonsense"]) == 2
+    assert "expected auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
