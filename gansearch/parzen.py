@@ -16,6 +16,7 @@ log-add-exp, so any number of samples fits.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from gansearch.devices import DEVICE_PATTERN, DEVICE_RULE, resolve_device
 from gansearch.errors import UsageError
 
 # The released parzen_ll.py grid: 10 values from 0.1 to 1, 29 % apart.
@@ -51,6 +53,8 @@ class ParzenConfig:
             raise UsageError(f"n_valid must be at least 1, got {self.n_valid}")
         if self.precision not in _DTYPES:
             raise UsageError(f"precision must be float32 or float64, got {self.precision!r}")
+        if not isinstance(self.device, str) or re.fullmatch(DEVICE_PATTERN, self.device) is None:
+            raise UsageError(f"device must be {DEVICE_RULE}, got {self.device!r}")
         if self.max_block_bytes < 2**16:
             raise UsageError(f"max_block_bytes must be at least 65536, got {self.max_block_bytes}")
 
@@ -80,14 +84,8 @@ class FoldsResult:
 def mean_and_se(values: np.ndarray) -> tuple[float, float]:
     """Mean and standard error std / sqrt(n) (population std, as the released script)."""
     values = np.asarray(values, dtype=np.float64)
-    return float(values.mean()), float(values.std() / math.sqrt(len(values)))
-
-
-def _device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} requested but CUDA is not available")
-    return device
+    with np.errstate(invalid="ignore"):  # -inf values: the caller reports a non-finite result
+        return float(values.mean()), float(values.std() / math.sqrt(len(values)))
 
 
 def _as_tensor(array: np.ndarray | torch.Tensor, dtype: torch.dtype, device: torch.device):
@@ -112,7 +110,10 @@ def log_likelihoods(
 
     Returns a float64 array of shape (len(sigmas), len(x)).
     """
-    dtype, dev = _DTYPES[precision], _device(device)
+    dtype, dev = _DTYPES[precision], resolve_device(device)
+    for s in sigmas:
+        if not 1e-10 < s < 1e10:  # outside, float32 exponents overflow
+            raise UsageError(f"sigma {s:g} cannot be computed with: use one in (1e-10, 1e10)")
     with torch.inference_mode():
         c = _as_tensor(centres, dtype, dev)
         xs = _as_tensor(x, dtype, dev)
@@ -246,7 +247,8 @@ def check_samples(samples: np.ndarray, image_shape: Sequence[int], source: str) 
     """
     array = np.asarray(samples)
     d = int(np.prod(image_shape))
-    if array.ndim < 2 or int(np.prod(array.shape[1:])) != d or len(array) == 0:
+    shapes = {(d,), tuple(image_shape), (1, *image_shape)}
+    if array.ndim < 2 or tuple(array.shape[1:]) not in shapes or len(array) == 0:
         raise UsageError(
             f"{source}: samples have shape {array.shape}; expected (n, {d}) or "
             f"(n, {', '.join(map(str, image_shape))}) with n >= 1"

@@ -46,10 +46,22 @@ YamlLoader.add_implicit_resolver(
 )
 
 
+MAX_YAML_BYTES = 1 << 20  # a configuration or search space is a few kilobytes
+MAX_YAML_VALUES = 100_000  # values after YAML aliases are expanded (an alias bomb has billions)
+MAX_MESSAGE = 600  # characters of an error message: values in it are cut short
+
+
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a ConfigError naming the file."""
+    """Parse a YAML file; a missing file or a syntax error is a ConfigError naming the file.
+
+    A file over 1 MiB, or one whose aliases expand to more than 100,000 values, is refused
+    before anything walks it.
+    """
     source = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_YAML_BYTES:
+            fail(source, "", f"{size:,} bytes: too large for a configuration (at most 1 MiB)")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file") from None
@@ -60,17 +72,43 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
             f"{source}: cannot read: {getattr(exc, 'strerror', None) or exc}"
         ) from None
     try:
-        return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}: YAML syntax error{at}: {problem}") from None
+    if _count_values(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        fail(
+            source,
+            "",
+            f"expands to more than {MAX_YAML_VALUES:,} values (YAML aliases repeating "
+            "themselves?): refused",
+        )
+    return data
+
+
+def _count_values(data: Any, limit: int) -> int:
+    """How many values `data` holds when every alias is expanded, counting no further than
+    just past `limit` (aliases share objects, so the walk must stop early)."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
 
 
 def fail(source: str, key: str, message: str) -> typing.NoReturn:
-    """Raise the ConfigError `SOURCE: KEY: message`."""
-    raise ConfigError(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+    """Raise the ConfigError `SOURCE: KEY: message`, cut short if a value in it is long."""
+    text = f"{source}: {key}: {message}" if key else f"{source}: {message}"
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 40] + f"... ({len(text):,} characters in all)"
+    raise ConfigError(text)
 
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gansearch.devices import DEVICE_PATTERN, DEVICE_RULE
 from gansearch.parzen import DEFAULT_SIGMAS, FINE_SIGMAS
 from gansearch.schema import build, check, fail, read_yaml, setting
 
@@ -24,7 +25,6 @@ GLoss = Literal["non_saturating", "minimax"]
 UpdateRule = Literal["alternating", "simultaneous"]
 OutputBias = Literal["marginals", "zero"]
 Precision = Literal["float32", "float64"]
-DEVICES = r"cpu|auto|cuda(:\d+)?|mps"
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     epochs: int = setting(250, ge=0)
     seed: int = setting(0, ge=0)
-    device: str = setting("cpu", pattern=DEVICES, means="cpu, cuda, cuda:N, mps or auto")
+    device: str = setting("cpu", pattern=DEVICE_PATTERN, means=DEVICE_RULE)
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -133,7 +133,14 @@ class TrainConfig:
 def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     """Read and validate a YAML configuration; missing keys take the paper's defaults."""
     raw = read_yaml(path)
-    return config_from_dict({} if raw is None else raw, str(path))
+    if raw is None or raw == {}:
+        fail(
+            str(path),
+            "",
+            "is empty: a training configuration names the settings it changes from the "
+            "paper's (configs/mnist_paper.yaml lists them all)",
+        )
+    return config_from_dict(raw, str(path))
 
 
 # ----------------------------------------------------------------------------- typed parsing

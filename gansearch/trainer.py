@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from gansearch.data.base import Dataset
+from gansearch.devices import resolve_device
 from gansearch.errors import ConfigError, DivergenceError, GansearchError
 from gansearch.files import atomic_path
 from gansearch.models import Discriminator, Generator, marginal_logits
@@ -87,15 +88,6 @@ class EpochMetrics:
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints, JSON and a Ray Tune report)."""
         return asdict(self)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when available; asking for CUDA without it is a configuration error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def parzen_protocol(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -44,10 +45,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_samples(path: Path) -> np.ndarray:
-    """A .npy array of samples; UsageError for a missing or unreadable file."""
+    """A .npy array of samples; UsageError for a missing or unreadable file, or one whose header
+    declares more data than it holds (checked before anything is allocated)."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            declared = math.prod(shape) * dtype.itemsize
+            held = path.stat().st_size - f.tell()
+        if dtype.hasobject:
+            raise UsageError(f"{path}: holds Python objects, not numbers")
+        if declared != held:
+            raise UsageError(
+                f"{path}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
+                f"the file holds {held:,}: truncated or not a plain .npy array"
+            )
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UsageError(f"{path}: not a readable .npy array ({exc})") from exc
@@ -67,8 +84,10 @@ def print_result(label: str, result: ParzenResult, config: ParzenConfig) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Load samples and data, run the protocol, print sigma and log-likelihoods."""
-    if args.sigma is not None and not args.sigma > 0:
-        raise UsageError(f"--sigma must be positive, got {args.sigma}")
+    if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
+        raise UsageError(f"--sigma must be a positive, finite number, got {args.sigma}")
+    if args.sigma is not None and not 1e-10 < args.sigma < 1e10:
+        raise UsageError(f"--sigma {args.sigma:g} is out of range: use one in (1e-10, 1e10)")
     if args.n_valid < 0:
         raise UsageError(f"--n-valid must be >= 0, got {args.n_valid}")
     config = ParzenConfig(
@@ -94,6 +113,14 @@ def run(args: argparse.Namespace) -> int:
         )
         start = time.perf_counter()
         result = evaluate(samples, data.valid, data.test, config, sigma=args.sigma)
+        numbers = (result.valid_mean, result.valid_se, result.test_mean, result.test_se)
+        if not all(math.isfinite(x) for x in numbers):
+            which = f"--sigma {args.sigma:g}" if args.sigma is not None else "every grid sigma"
+            raise UsageError(
+                f"{which}: the log-likelihood is not finite (the kernels underflow: sigma is far "
+                "too small for these samples)"
+                + ("; leave out --sigma to cross-validate it" if args.sigma is not None else "")
+            )
         print(f"{label}done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         if not args.json:
             print_result(label, result, config)

@@ -108,17 +108,25 @@ def find_files(source: IdxSource, data_dir: Path) -> dict[str, Path] | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read a file, gunzipping it when it starts with the gzip magic number."""
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """Read a file, gunzipping it when it starts with the gzip magic number; more than `limit`
+    bytes (the standard file's size) is refused before it is all read or inflated."""
+    with path.open("rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
     try:
-        return gzip.decompress(raw)
+        opener = gzip.open if gzipped else Path.open
+        with opener(path, "rb") as f:
+            content = f.read(limit + 1)
     except (EOFError, OSError, zlib.error) as exc:
         raise DataError(
             f"{path}: truncated or corrupt gzip file ({exc}); delete it and download it again"
         ) from exc
+    if len(content) > limit:
+        raise DataError(
+            f"{path}: {'inflates to' if gzipped else 'holds'} more than the {limit:,} bytes of "
+            "the standard file: not the standard file; delete it and download it again"
+        )
+    return content
 
 
 def verify(path: Path, spec: IdxFile, content: bytes) -> None:
@@ -153,7 +161,7 @@ def read_source(source: IdxSource, paths: dict[str, Path]) -> dict[str, np.ndarr
     """Verify and decode the four files of `source` into uint8 arrays keyed by role."""
     arrays: dict[str, np.ndarray] = {}
     for role, spec in source.files.items():
-        content = _read_bytes(paths[role])
+        content = _read_bytes(paths[role], spec.size)
         verify(paths[role], spec, content)
         arrays[role] = decode_idx(paths[role], content)
     return arrays
@@ -205,7 +213,7 @@ def download(
             print(f"gansearch: downloading {url}", file=sys.stderr)
             try:
                 _fetch(url, partial, timeout)
-                verify(partial, spec, _read_bytes(partial))
+                verify(partial, spec, _read_bytes(partial, spec.size))
             except (urllib.error.URLError, OSError, TimeoutError, DataError) as exc:
                 errors.append(f"{url}: {exc}")
                 partial.unlink(missing_ok=True)
