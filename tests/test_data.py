@@ -111,11 +111,39 @@ def test_corrupt_cache_is_rebuilt(mnist_copy, capsys):
     first = load_dataset("mnist", mnist_copy)
     expected = np.array(first.test)
     del first
-    sources = [mnist_copy / (f.name + ".gz") for f in idx.MNIST.files.values()]
-    entry = cache_dir() / "arrow" / cache_key("mnist", sources)
-    (entry / "test_images.arrow").write_bytes(b"garbage")
+    (_cached_entry(mnist_copy) / "test_images.arrow").write_bytes(b"garbage")
     again = load_dataset("mnist", mnist_copy)
     assert "rebuilding unreadable cache" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.test, expected)
+
+
+def _cached_entry(mnist_copy: Path) -> Path:
+    sources = [mnist_copy / (f.name + ".gz") for f in idx.MNIST.files.values()]
+    return cache_dir() / "arrow" / cache_key("mnist", sources)
+
+
+def test_a_flipped_float_in_the_cache_is_caught_and_rebuilt(mnist_copy, capsys):
+    expected = np.array(load_dataset("mnist", mnist_copy).test)
+    path = _cached_entry(mnist_copy) / "test_images.arrow"
+    raw = bytearray(path.read_bytes())
+    body = raw.index(np.float32(expected.reshape(-1)[expected.reshape(-1) > 0][0]).tobytes())
+    raw[body : body + 4] = np.float32(np.nan).tobytes()  # one pixel becomes NaN
+    path.write_bytes(bytes(raw))
+    again = load_dataset("mnist", mnist_copy)
+    err = capsys.readouterr().err
+    assert "rebuilding unreadable cache" in err and "not pixels in [0, 1]" in err
+    np.testing.assert_array_equal(again.test, expected)
+
+
+def test_changed_shape_metadata_in_the_cache_is_caught_and_rebuilt(mnist_copy, capsys):
+    expected = np.array(load_dataset("mnist", mnist_copy).test)
+    path = _cached_entry(mnist_copy) / "test_images.arrow"
+    raw = path.read_bytes()
+    assert raw.count(b"10000,784") == 2  # the schema is written twice in an IPC file
+    path.write_bytes(raw.replace(b"10000,784", b"20000,392"))
+    again = load_dataset("mnist", mnist_copy)
+    err = capsys.readouterr().err
+    assert "rebuilding unreadable cache" in err and "(20000, 392) in the file" in err
     np.testing.assert_array_equal(again.test, expected)
 
 
@@ -272,6 +300,14 @@ def test_tfd_folds_from_a_synthetic_mat_file(tmp_path):
         (lambda m: m.update(images=m["images"][:, :40]), r"'images' has shape \(80, 40, 48\)"),
         (lambda m: m.update(folds=m["folds"][:, :4]), r"'folds' has shape \(80, 4\)"),
         (lambda m: m.update(folds=m["folds"] + 7), "'folds' holds values other than 0, 1, 2 and 3"),
+        (
+            lambda m: m.update(images=np.where(m["images"] > 250, np.nan, m["images"] / 255.0)),
+            "'images' holds values that are not finite numbers",
+        ),
+        (
+            lambda m: m.update(images=m["images"].astype(np.float64) - 1.0),
+            r"'images' spans \[-1, 254\]; expected pixels in \[0, 255\] or \[0, 1\]",
+        ),
     ],
 )
 def test_tfd_malformed_file_is_named(tmp_path, mutate, message):

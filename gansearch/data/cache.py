@@ -7,11 +7,15 @@ same file shares its pages (concurrent trials do not each hold a private copy).
 Layout: ``<cache>/arrow/<name>-<key>/<array>.arrow``, one IPC file per array, one column named
 ``values`` (a fixed-size list per row for 2-D arrays). The key hashes the source files' paths,
 sizes and modification times and a format version, so replacing a source file rebuilds the cache.
+Nothing read back is trusted: the shapes recorded when the entry was written must match what the
+files hold, and floating-point arrays (pixels) must be finite and in [0, 1]; an entry that fails
+is rebuilt.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: COMPLETE records every array's shape
 
 
 def cache_key(name: str, sources: Sequence[Path]) -> str:
@@ -52,17 +56,25 @@ def _write(directory: Path, arrays: dict[str, np.ndarray]) -> None:
                 writer.write_batch(pa.record_batch([column], schema=schema))
 
 
-def _read(directory: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+def _read(directory: Path, shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """The cached arrays, checked against the shapes recorded with them (ValueError if not)."""
     arrays: dict[str, np.ndarray] = {}
-    for name in names:
+    for name, recorded in shapes.items():
         source = pa.memory_map(str(directory / f"{name}.arrow"), "r")
         reader = pa.ipc.open_file(source)
         shape = tuple(int(s) for s in reader.schema.metadata[b"shape"].decode().split(","))
+        if shape != tuple(recorded):
+            raise ValueError(f"{name}: shape {shape} in the file, {tuple(recorded)} recorded")
         table = reader.read_all()
         chunks = table.column("values").chunks
         column = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)  # one chunk: no copy
         values = column.values if pa.types.is_fixed_size_list(column.type) else column
-        arrays[name] = values.to_numpy(zero_copy_only=True).reshape(shape)
+        array = values.to_numpy(zero_copy_only=True).reshape(shape)
+        if np.issubdtype(array.dtype, np.floating) and array.size:
+            low, high = float(array.min()), float(array.max())  # NaN propagates into both
+            if not (0.0 <= low and high <= 1.0):
+                raise ValueError(f"{name}: values span [{low:g}, {high:g}], not pixels in [0, 1]")
+        arrays[name] = array
     return arrays
 
 
@@ -81,8 +93,8 @@ def load_cached(
     marker = directory / "COMPLETE"
     if marker.is_file():
         try:
-            return _read(directory, marker.read_text().split())
-        except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
+            return _read(directory, json.loads(marker.read_text()))
+        except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as exc:
             print(f"gansearch: rebuilding unreadable cache {directory} ({exc})", file=sys.stderr)
             shutil.rmtree(directory, ignore_errors=True)
     arrays = build()
@@ -90,12 +102,13 @@ def load_cached(
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         _write(staging, arrays)
-        (staging / "COMPLETE").write_text(" ".join(arrays))
+        shapes = {name: list(array.shape) for name, array in arrays.items()}
+        (staging / "COMPLETE").write_text(json.dumps(shapes))
         try:
             os.replace(staging, directory)  # atomic: concurrent builders never see a half cache
         except OSError:  # another process finished first; use its copy
             shutil.rmtree(staging, ignore_errors=True)
-        return _read(directory, list(arrays))
+        return _read(directory, shapes)
     except OSError as exc:
         print(
             f"gansearch: cannot write cache under {cache_root} ({exc}); continuing without it",

@@ -49,7 +49,14 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: 'folds' has shape {folds.shape}, expected ({len(images)}, 5)")
     if not np.isin(folds, (UNLABELED, TRAIN, VALID, TEST)).all():
         raise DataError(f"{path}: 'folds' holds values other than 0, 1, 2 and 3")
-    scale = 255.0 if images.dtype == np.uint8 or images.max() > 1.0 else 1.0
+    if not np.issubdtype(images.dtype, np.number) or not np.isfinite(images).all():
+        raise DataError(f"{path}: 'images' holds values that are not finite numbers")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 255.0:
+        raise DataError(
+            f"{path}: 'images' spans [{low:g}, {high:g}]; expected pixels in [0, 255] or [0, 1]"
+        )
+    scale = 255.0 if images.dtype == np.uint8 or high > 1.0 else 1.0
     arrays = {
         "images": (images.reshape(len(images), -1) / scale).astype(np.float32),
         "folds": folds.astype(np.int8),
