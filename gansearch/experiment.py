@@ -26,6 +26,7 @@ import re
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from gansearch.errors import UsageError
-from gansearch.files import append_jsonl, read_jsonl, write_text
+from gansearch.files import append_jsonl, atomic_path, read_jsonl, write_text
 
 if TYPE_CHECKING:
     from gansearch.space import SearchSpace
@@ -70,7 +71,11 @@ def save_setup(experiment_dir: Path, space: SearchSpace, tracking_uri: str | Non
     """Store what a search starts with: its space file and its budget and tracking URI."""
     experiment_dir.mkdir(parents=True, exist_ok=True)
     write_text(experiment_dir / SPACE_COPY, Path(space.source).read_text())
-    meta = {"budget": dataclasses.asdict(space.budget), "tracking_uri": tracking_uri}
+    meta = {
+        "budget": dataclasses.asdict(space.budget),
+        "tracking_uri": tracking_uri,
+        "search_id": uuid.uuid4().hex,  # finds its MLflow runs wherever the directory moves
+    }
     write_text(experiment_dir / META_FILE, json.dumps(meta, indent=2))
 
 
@@ -79,21 +84,50 @@ def is_experiment(directory: Path) -> bool:
     return (directory / SPACE_COPY).is_file()
 
 
+def _stored_meta(experiment_dir: Path) -> dict[str, Any]:
+    """gansearch.json ({} when missing: an experiment of an older version); a UsageError that
+    names the file when it cannot be read."""
+    path = experiment_dir / META_FILE
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("budget", {}), dict):
+            raise ValueError("not a mapping with a budget")
+        uri = meta.get("tracking_uri")
+        if uri is not None and not isinstance(uri, str):
+            raise ValueError("tracking_uri is not a string")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(
+            f"{path}: unreadable ({exc}); it records the search's budget and MLflow store: "
+            f"restore it, or delete it to fall back on {SPACE_COPY}'s budget and the default store"
+        ) from None
+    return meta
+
+
 def stored_space(experiment_dir: Path) -> SearchSpace:
     """The space a search ran: the stored copy with the budget it ran with."""
     from gansearch.space import load_space
 
     space = load_space(experiment_dir / SPACE_COPY)
-    meta = experiment_dir / META_FILE
-    if meta.exists():
-        space = space.with_budget(**json.loads(meta.read_text())["budget"])
+    budget = _stored_meta(experiment_dir).get("budget")
+    if budget:
+        try:
+            space = space.with_budget(**budget)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{experiment_dir / META_FILE}: budget {budget}: {exc}") from None
     return space
 
 
 def stored_tracking_uri(experiment_dir: Path) -> str | None:
     """The tracking URI a search was started with (None: the default store)."""
-    meta = experiment_dir / META_FILE
-    return json.loads(meta.read_text()).get("tracking_uri") if meta.exists() else None
+    return _stored_meta(experiment_dir).get("tracking_uri")
+
+
+def stored_search_id(experiment_dir: Path) -> str | None:
+    """The search's identity, tagged on its MLflow parent run (None before it was recorded)."""
+    value = _stored_meta(experiment_dir).get("search_id")
+    return value if isinstance(value, str) and value else None
 
 
 def experiments(results_dir: Path) -> list[str]:
@@ -162,15 +196,49 @@ def has_results(experiment_dir: Path) -> bool:
 
 
 def read_results(experiment_dir: Path) -> pd.DataFrame:
-    """The results table a search wrote (one row per trial)."""
-    return pd.read_parquet(experiment_dir / RESULTS_FILE)
+    """The results table a search wrote (one row per trial); a UsageError that says how to
+    rebuild it when it cannot be read."""
+    path = experiment_dir / RESULTS_FILE
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise UsageError(
+            f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]}); rebuild it from the "
+            f"search's own state with `gansearch run --space {experiment_dir / SPACE_COPY} "
+            f"--name {experiment_dir.name} --results-dir {experiment_dir.parent} --resume`"
+        ) from None
+    for column in ("checkpoint", "best_checkpoint"):  # stored relative to the experiment
+        if column in table:
+            table[column] = [_absolute(experiment_dir, c) for c in table[column]]
+    return table
 
 
 def write_results(experiment_dir: Path, table: pd.DataFrame) -> Path:
-    """Write the results table (the caller makes it Parquet-safe)."""
+    """Write the results table atomically (the caller makes it Parquet-safe), with checkpoint
+    paths relative to the experiment directory, so that a copied directory reads its own."""
     path = experiment_dir / RESULTS_FILE
-    table.to_parquet(path, index=False)
+    table = table.copy()
+    for column in ("checkpoint", "best_checkpoint"):
+        if column in table:
+            table[column] = [_relative(experiment_dir, c) for c in table[column]]
+    with atomic_path(path) as staging:
+        table.to_parquet(staging, index=False)
     return path
+
+
+def _relative(experiment_dir: Path, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    try:
+        return str(Path(value).resolve().relative_to(experiment_dir.resolve()))
+    except ValueError:
+        return value  # outside the experiment (a cluster's storage): kept as it is
+
+
+def _absolute(experiment_dir: Path, value: Any) -> Any:
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    return str(experiment_dir.resolve() / value)
 
 
 # --------------------------------------------------------------------------- one writer

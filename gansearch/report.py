@@ -45,7 +45,13 @@ import numpy as np
 import pandas as pd
 
 from gansearch.errors import GansearchError, UsageError
-from gansearch.experiment import SPACE_COPY, read_results, stored_space, stored_tracking_uri
+from gansearch.experiment import (
+    SPACE_COPY,
+    read_results,
+    stored_search_id,
+    stored_space,
+    stored_tracking_uri,
+)
 from gansearch.files import write_text
 from gansearch.tracking import ReportLogger, resolve_tracking_uri
 
@@ -546,7 +552,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     uri = resolve_tracking_uri(
         options.tracking_uri, experiment_dir.parent, stored_tracking_uri(experiment_dir)
     )
-    mlflow_log = ReportLogger.open(uri, experiment_dir)
+    mlflow_log = ReportLogger.open(uri, experiment_dir, stored_search_id(experiment_dir))
     data = space.trainer.data
     dataset = load_dataset(data.name, options.data_dir, fold=data.fold)
     multi = space.objective.multi

@@ -71,6 +71,7 @@ from gansearch.experiment import (
     read_reports,
     read_trial_log,
     save_setup,
+    stored_search_id,
     stored_space,
     stored_tracking_uri,
     write_results,
@@ -1283,6 +1284,7 @@ def _run_locked(
             experiment_dir,
             _tracking_params(space),
             resume=options.resume,
+            search_id=stored_search_id(experiment_dir),
             tags={"gansearch.space_file": str(Path(space.source).resolve())},
             warn=progress.say,
         )

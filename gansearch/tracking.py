@@ -37,6 +37,7 @@ DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 TAG_ROLE = "gansearch.role"  # "search" (parent) or "trial" (child)
 TAG_EXPERIMENT_DIR = "gansearch.experiment_dir"
+TAG_SEARCH_ID = "gansearch.search_id"  # the experiment directory's identity, wherever it moves
 TAG_TRIAL_ID = "gansearch.trial_id"
 TAG_STATUS = "gansearch.status"  # running, finished, stopped early, diverged, failed, interrupted
 TAG_REASON = "gansearch.reason"
@@ -204,8 +205,18 @@ class TrackingStore:
             if not token:
                 return runs
 
-    def find_search_run(self, experiment_id: str, experiment_dir: Path) -> Any | None:
-        """The newest parent run of the search in `experiment_dir`, or None."""
+    def find_search_run(
+        self, experiment_id: str, experiment_dir: Path, search_id: str | None = None
+    ) -> Any | None:
+        """The newest parent run of the search `search_id` (so a copied or moved experiment
+        directory finds its own), else of the search in `experiment_dir`, or None."""
+        if search_id:
+            runs = self.search_runs(
+                experiment_id,
+                f"tags.`{TAG_ROLE}` = 'search' and tags.`{TAG_SEARCH_ID}` = '{_quote(search_id)}'",
+            )
+            if runs:
+                return runs[0]
         runs = self.search_runs(
             experiment_id,
             f"tags.`{TAG_ROLE}` = 'search' and tags.`{TAG_EXPERIMENT_DIR}` = "
@@ -267,6 +278,7 @@ class SearchTracker:
         params: Mapping[str, Any],
         *,
         resume: bool,
+        search_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> SearchTracker:
@@ -274,13 +286,16 @@ class SearchTracker:
         experiment_id = store.experiment_id(experiment_name)
         experiment_dir = Path(experiment_dir).resolve()
         try:
-            parent = store.find_search_run(experiment_id, experiment_dir) if resume else None
+            parent = (
+                store.find_search_run(experiment_id, experiment_dir, search_id) if resume else None
+            )
             children: dict[str, _ChildRun] = {}
             client = store.client
             if parent is None:
                 run_tags = {
                     TAG_ROLE: "search",
                     TAG_EXPERIMENT_DIR: str(experiment_dir),
+                    **({TAG_SEARCH_ID: search_id} if search_id else {}),
                     TAG_STATUS: "running",
                     **(tags or {}),
                 }
@@ -476,15 +491,16 @@ class ReportLogger:
     trial_runs: dict[str, Any]  # trial id -> its child run, as the search logged them
 
     @classmethod
-    def open(cls, uri: str, experiment_dir: Path) -> ReportLogger:
+    def open(cls, uri: str, experiment_dir: Path, search_id: str | None = None) -> ReportLogger:
         """Open the store and find (or create) the search's parent run and its trial runs."""
         store = TrackingStore.open(uri, experiment_dir.parent)
         experiment_id = store.experiment_id(experiment_dir.name)
-        found = store.find_search_run(experiment_id, experiment_dir)
+        found = store.find_search_run(experiment_id, experiment_dir, search_id)
         if found is not None:
             parent_id = found.info.run_id
         else:
             tags = {TAG_ROLE: "search", TAG_EXPERIMENT_DIR: str(experiment_dir)}
+            tags.update({TAG_SEARCH_ID: search_id} if search_id else {})
             tags[TAG_STATUS] = "unknown"
             run = store.client.create_run(experiment_id, run_name=experiment_dir.name, tags=tags)
             store.client.set_terminated(run.info.run_id, "FINISHED")

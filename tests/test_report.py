@@ -172,3 +172,69 @@ def test_rows_say_when_they_are_not_comparable_with_the_papers_columns():
     assert comparability("mnist", None) is None
     assert "TFD fold 2 only" in comparability("tfd", 2)
     assert comparability("digits", None) == "digits: not comparable with the paper's columns"
+
+
+# --------------------------------------------------------------------------- moved, damaged
+
+
+def _copy(tracked_search, tmp_path: Path) -> Path:
+    """A copy of the tracked search's results directory somewhere else."""
+    import shutil
+
+    copy = tmp_path / "copied"
+    shutil.copytree(tracked_search.root, copy, symlinks=True)
+    return copy
+
+
+def test_a_copied_results_directory_is_scored_from_its_own_checkpoints(tracked_search, tmp_path):
+    from mlflow import MlflowClient
+
+    from gansearch.tracking import default_tracking_uri
+
+    copy = _copy(tracked_search, tmp_path)
+    args = ["report", "--results-dir", str(copy), "--top", "1", "--no-references"]
+    assert main(args) == 0
+    table = pd.read_parquet(copy / "small" / "report" / "table1.parquet")
+    ours = table[table["source"] == "gansearch"]
+    assert Path(ours["checkpoint"].iloc[0]).is_relative_to(copy)
+    client = MlflowClient(default_tracking_uri(copy))
+    experiment = client.get_experiment_by_name("small").experiment_id
+    parents = client.search_runs([experiment], "tags.`gansearch.role` = 'search'")
+    assert len(parents) == 1  # the copy found its search's run, not a new one
+    trials = client.search_runs([experiment], "tags.`gansearch.role` = 'trial'")
+    assert len(trials) == TRIALS
+
+
+def test_damaged_results_and_metadata_get_clear_messages_and_a_way_back(
+    tracked_search, tmp_path, capsys
+):
+    import shlex
+    import subprocess
+    import sys
+
+    copy = _copy(tracked_search, tmp_path)
+    experiment = copy / "small"
+    (experiment / "results.parquet").write_bytes(b"PAR1 this is not parquet")
+    assert main(["report", "--results-dir", str(copy), "--experiment", "small"]) == 2
+    err = capsys.readouterr().err
+    assert f"{experiment / 'results.parquet'}: unreadable" in err and "Traceback" not in err
+    words = shlex.split(err.split("rebuild it from the search's own state with `")[1].split("`")[0])
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "gansearch.cli", *words[1:], "--report-top", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert len(pd.read_parquet(experiment / "results.parquet")) == TRIALS
+
+    meta = experiment / "gansearch.json"
+    meta.write_text("{ not json")
+    for args in (
+        ["report", "--results-dir", str(copy), "--experiment", "small"],
+        ["ui", "--results-dir", str(copy), "--experiment", "small"],
+        ["run", "--space", str(experiment / "search_space.yaml"), "--results-dir", str(copy)],
+    ):
+        code = main([*args, "--resume"] if args[0] == "run" else args)
+        err = capsys.readouterr().err
+        assert code == 2 and f"{meta}: unreadable" in err and "Traceback" not in err, args

@@ -24,7 +24,7 @@ import torch
 from processes import processes_with_env
 
 from gansearch.cli import main
-from gansearch.experiment import read_trial_log
+from gansearch.experiment import read_results, read_trial_log
 from gansearch.search import GansearchOptunaSearch, _best_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_small_search_end_to_end(tmp_path, capsys):
     args = ["run", "--space", str(DIGITS), "--results-dir", str(tmp_path), "--max-epochs", "12"]
     assert main([*args, "--progress-interval", "2"]) == 0
     out, err = capsys.readouterr()
-    table = pd.read_parquet(tmp_path / "digits-quick" / "results.parquet")
+    table = read_results(tmp_path / "digits-quick")
     assert len(table) == 8 and set(table["status"]) <= {"finished", "stopped early"}
     stopped = table[table["status"] == "stopped early"]
     assert len(stopped) >= 1, "ASHA stopped no trial"

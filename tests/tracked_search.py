@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from gansearch.cli import main
+from gansearch.experiment import read_results
 from gansearch.tracking import default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ class Search:
 
     @property
     def results(self) -> pd.DataFrame:
-        return pd.read_parquet(self.root / NAME / "results.parquet")
+        return read_results(self.root / NAME)
 
 
 def run_tracked_search(root: Path) -> Search:
