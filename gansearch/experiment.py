@@ -256,8 +256,15 @@ def experiment_lock(experiment_dir: Path, say: Any = None) -> Iterator[None]:
     """
     experiment_dir = Path(experiment_dir)
     created = [d for d in (experiment_dir, *experiment_dir.parents) if not d.exists()]
-    experiment_dir.mkdir(parents=True, exist_ok=True)
     path = experiment_dir / LOCK_FILE
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise UsageError(
+            f"{experiment_dir}: cannot write there ({exc.strerror or type(exc).__name__}): "
+            "choose a --results-dir you can write to"
+        ) from None
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

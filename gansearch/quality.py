@@ -24,6 +24,7 @@ Nothing here knows about Ray or MLflow.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -418,10 +419,27 @@ def load_scorer(
             f"--dataset {dataset.name}` first"
         )
     epochs = config.epochs(len(dataset.train))
+    writable = _writable(path.parent)  # asked before training, not after
+    where = f"cached in {path}" if writable is None else f"not cached: {writable}"
     say(
         f"training the quality classifier for {dataset.name} ({epochs} epochs over "
-        f"{len(dataset.train)} images; cached in {path})"
+        f"{len(dataset.train)} images; {where})"
     )
     scorer = train_classifier(dataset, config, say, fingerprint)
-    save_scorer(scorer, path)
+    if writable is None:
+        try:
+            save_scorer(scorer, path)
+        except OSError as exc:
+            say(f"the classifier was not cached: cannot write {path} ({exc.strerror or exc})")
     return scorer
+
+
+def _writable(directory: Path) -> str | None:
+    """None if files can be written in `directory` (created if missing), else why not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        return f"{directory} cannot be written ({exc.strerror or type(exc).__name__})"
+    return None

@@ -139,3 +139,29 @@ def test_a_gzip_that_inflates_past_the_standard_size_is_refused(tmp_path, mnist_
     assert bomb.stat().st_size < 200_000
     with pytest.raises(DataError, match=re.escape(f"{bomb}: inflates to more than the 10,008")):
         load_dataset("mnist", tmp_path)
+
+
+# --------------------------------------------------------------------------- unwritable places
+
+
+def test_a_results_directory_that_cannot_be_written_fails_before_anything_starts(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    space = "tests/fixtures/small_space.yaml"
+    started = time.monotonic()
+    assert main(["run", "--space", space, "--results-dir", str(blocker / "runs")]) == 2
+    err = _err(capsys)
+    assert f"{blocker / 'runs' / 'small'}: cannot write there" in err
+    assert time.monotonic() - started < 30  # no Ray, no MLflow store was started
+
+
+def test_an_unwritable_cache_trains_the_classifier_and_says_it_was_not_kept(tmp_path, monkeypatch):
+    from gansearch.quality import load_scorer
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    said: list[str] = []
+    scorer = load_scorer(load_dataset("digits"), cache=blocker / "cache", say=said.append)
+    assert scorer.test_accuracy > 0.8
+    assert any("not cached:" in line and "cannot be written" in line for line in said), said
+    assert blocker.read_text() == "not a directory"
