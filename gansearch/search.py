@@ -192,13 +192,18 @@ def train_trial(
         with checkpoint.as_directory() as directory:
             # The trial's own configuration: under pbt it may hold new values of the mutated
             # settings, which the copied state continues with.
-            trainer = Trainer.from_checkpoint(
-                Path(directory) / CHECKPOINT_FILE,
-                dataset,
-                config=train_config,
-                quality=quality,
-                may_change=MUTABLE_SETTINGS,
-            )
+            try:
+                trainer = Trainer.from_checkpoint(
+                    Path(directory) / CHECKPOINT_FILE,
+                    dataset,
+                    config=train_config,
+                    quality=quality,
+                    may_change=MUTABLE_SETTINGS,
+                )
+            except GansearchError as exc:
+                # Retrying would read the same file again: the trial fails once, saying why.
+                tune.report({"failed": 1, "error": f"cannot resume: {exc}", "session_epochs": 0})
+                return
             origin_file = Path(directory) / ORIGIN_FILE
             origin = json.loads(origin_file.read_text()) if origin_file.exists() else {}
         if origin.get("trial_id") not in (None, me):
@@ -334,8 +339,10 @@ class GansearchOptunaSearch(OptunaSearch):
         """Whether `result` has every objective, finite (a multi-objective search has several)."""
         names = [self.metric] if isinstance(self.metric, str) else list(self.metric or [])
         values = [result.get(name) for name in names]
-        return not result.get("diverged") and all(
-            v is not None and math.isfinite(v) for v in values
+        return (
+            not result.get("diverged")
+            and not result.get("failed")
+            and all(v is not None and math.isfinite(v) for v in values)
         )
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -568,6 +575,19 @@ class ProgressCallback:
     def record(self, trial_id: str) -> _TrialRecord:
         return self.records.setdefault(trial_id, _TrialRecord())
 
+    def resume_from(self, experiment_dir: Path) -> None:
+        """Start from what the search did before it was interrupted: every trial's best and
+        last epoch (report log) and how the trials that ended, ended (trial log)."""
+        metric = self.space.objective.primary
+        for trial_id, history in read_reports(experiment_dir).items():
+            record = self.record(trial_id)
+            best, _ = _best_in_history(history, metric)
+            record.best = best if math.isfinite(best) else record.best
+            last = _last_in_history(history, "epoch")
+            record.last_epoch = int(last) if math.isfinite(last) else record.last_epoch
+        for trial_id, ended in read_trial_log(experiment_dir).items():
+            self.record(trial_id).status = str(ended["status"])
+
     def say(self, message: str) -> None:
         elapsed = time.monotonic() - self.started
         print(f"[{elapsed:7.1f} s] {message}", file=self.out or sys.stderr, flush=True)
@@ -634,6 +654,8 @@ def classify(result: Mapping[str, Any], error: str | None, max_epochs: int) -> t
         return "failed", error.strip().splitlines()[-1][:200]
     if result.get("diverged"):
         return "diverged", str(result.get("error", ""))
+    if result.get("failed"):
+        return "failed", str(result.get("error", ""))
     if int(result.get("epoch", 0)) >= max_epochs:
         return "finished", ""
     return "stopped early", ""
@@ -981,6 +1003,15 @@ def _best_in_history(history: pd.DataFrame | None, metric: str) -> tuple[float, 
     return float(column[index]), int(history["epoch"][index])
 
 
+def _epochs(metrics: Mapping[str, Any], history: pd.DataFrame | None) -> int:
+    """Epochs a trial trained: its last result's, else its last report's (a trial whose last
+    result carries none, such as one that could not resume, trained what it had reported)."""
+    if metrics.get("epoch") is not None:
+        return int(metrics["epoch"])
+    last = _last_in_history(history, "epoch")
+    return int(last) if math.isfinite(last) else 0
+
+
 def _last_in_history(history: pd.DataFrame | None, metric: str) -> float:
     """The value of `metric` at a trial's last evaluation (what Optuna got; the checkpoint)."""
     if history is None or metric not in history:
@@ -1023,6 +1054,8 @@ def results_table(
         if ended is not None:
             status, reason = ended["status"], ended["reason"]
             wall = math.nan if ended.get("wall") is None else float(ended["wall"])
+        elif error is None and metrics.get("epoch") is None and (history is None or history.empty):
+            status, reason, wall = "not started", "the search ended before it started", math.nan
         else:
             status, reason, wall = _unended_status(metrics, error, space, budget_spent)
         loop = float(metrics.get("loop_seconds", math.nan))
@@ -1033,7 +1066,7 @@ def results_table(
             **{m: _best_in_history(history, m)[0] for m in measured},
             **{f"final_{m}": _last_in_history(history, m) for m in measured},
             "best_epoch": best_epoch,
-            "epochs": int(metrics.get("epoch", 0)),
+            "epochs": _epochs(metrics, history),
             "sigma": metrics.get("sigma"),
             "threads": metrics.get("threads"),
             "wall_seconds": wall,
@@ -1050,13 +1083,16 @@ def results_table(
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    sort_by, ascending = [objective.primary], [objective.modes[0] == "min"]
+    # Trials that failed or diverged come last, whatever they scored before.
+    table["_broken"] = table["status"].isin(["diverged", "failed", "not started"])
+    sort_by, ascending = ["_broken", objective.primary], [True, objective.modes[0] == "min"]
     if objective.multi:
         finals = table[[f"final_{m}" for m in objective.metrics]].to_numpy(dtype=float)
         ok = ~table["status"].isin(["diverged", "failed"]).to_numpy()
         table["pareto"] = pareto_mask(np.where(ok[:, None], finals, np.nan), objective.modes)
         sort_by, ascending = ["pareto", *sort_by], [False, *ascending]
-    return table.sort_values(sort_by, ascending=ascending, na_position="last", ignore_index=True)
+    table = table.sort_values(sort_by, ascending=ascending, na_position="last", ignore_index=True)
+    return table.drop(columns="_broken")
 
 
 def _unended_status(
@@ -1275,7 +1311,9 @@ def _run_locked(
             budget=counter,
             experiment_dir=experiment_dir,
         )
-        if not options.resume:
+        if options.resume:
+            progress.resume_from(experiment_dir)
+        else:
             default = tracking_uri == default_tracking_uri(results_dir)
             save_setup(experiment_dir, space, None if default else tracking_uri)
         tracker = SearchTracker.start(

@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from fake_tune import fake_session
 
 from gansearch.experiment import REPORTS_FILE, append_report, read_reports
 from gansearch.search import (
@@ -219,32 +220,12 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
 # ----------------------------------------------------------------------------- a finished copy
 
 
-class _FakeTune:
-    """The parts of ray.tune a trial function calls inside a session, recorded."""
-
-    def __init__(self, checkpoint) -> None:
-        from ray import tune
-
-        self.Checkpoint = tune.Checkpoint
-        self.checkpoint, self.reports = checkpoint, []
-
-    def get_checkpoint(self):
-        return self.checkpoint
-
-    def get_context(self):
-        return type("Context", (), {"get_trial_id": staticmethod(lambda: "t_00001")})()
-
-    def report(self, metrics, checkpoint=None):
-        self.reports.append((dict(metrics), checkpoint))
-
-
 def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
     tmp_path, monkeypatch
 ) -> None:
     """PBT can hand a trial a copy of a checkpoint that is already at the budget (after a resume
     leaves the population out of step). The session then trains nothing; it must still report
     the state it holds, or Tune keeps the trial's older result and calls it stopped early."""
-    from ray import tune
 
     from gansearch import search
     from gansearch.data import load_dataset
@@ -260,11 +241,7 @@ def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
     donor.save_checkpoint(directory / search.CHECKPOINT_FILE)
     (directory / search.ORIGIN_FILE).write_text(json.dumps({"trial_id": "t_00003", "epoch": 2}))
 
-    fake = _FakeTune(tune.Checkpoint.from_directory(directory))
-    monkeypatch.setattr(search, "tune", fake)
-    monkeypatch.setattr(search, "_trial_dataset", lambda *args: dataset)
-    node = type("Runtime", (), {"get_node_id": staticmethod(lambda: "node")})()
-    monkeypatch.setattr(search.ray, "get_runtime_context", lambda: node)
+    fake = fake_session(monkeypatch, directory, dataset)
 
     search.train_trial(config, space, None)
     assert len(fake.reports) == 1

@@ -191,6 +191,22 @@ def test_train_command_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
     assert "discriminator.pieces" in capsys.readouterr().err
 
 
+def test_zero_epochs_writes_the_checkpoint_it_names_and_a_damaged_one_is_refused(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    cfg = write(tmp_path, TINY_DIGITS, name="quick.yaml")
+    assert main(["train", "--config", str(cfg), "--epochs", "0", "--out", str(out)]) == 0
+    assert f"wrote {out / 'checkpoint.pt'}" in capsys.readouterr().err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 0
+
+    (out / "checkpoint.pt").write_bytes(b"damaged")
+    args = ["train", "--config", str(cfg), "--epochs", "1", "--out", str(out), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {out / 'checkpoint.pt'} cannot be read" in err and "Traceback" not in err
+
+
 def test_train_evaluates_the_best_validation_epoch_and_tests_only_that(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

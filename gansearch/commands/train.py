@@ -150,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         trainer.save_checkpoint(checkpoint)
 
     trainer.fit(config.epochs, callback=report)
+    if not checkpoint.exists():  # no epoch was trained (--epochs 0): keep the initial state
+        trainer.save_checkpoint(checkpoint)
 
     chosen = best_epoch(trainer.history)
     final = trainer
@@ -234,5 +236,12 @@ def load_stored_config(checkpoint: Path) -> TrainConfig:
     """The configuration stored in a trainer checkpoint."""
     from gansearch.train_config import config_from_dict
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        stored = state["config"]
+    except Exception as exc:  # truncated, foreign or damaged: torch raises many types
+        raise UsageError(
+            f"--resume: {checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+            "restore it, or start over in another --out"
+        ) from None
+    return config_from_dict(stored, source=f"{checkpoint} (stored config)")

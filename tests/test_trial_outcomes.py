@@ -1,0 +1,101 @@
+"""How a trial's outcome is told: a checkpoint that cannot be read fails the trial once with the
+reason, broken and never-started trials rank last, epochs come from what the trial reported,
+and a resumed search's progress starts from what it had done."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_tune import fake_session
+
+from gansearch import search
+from gansearch.data import load_dataset
+from gansearch.experiment import append_report, append_trial_end
+from gansearch.space import load_space
+
+SMALL = Path(__file__).parent / "fixtures" / "small_space.yaml"
+
+
+def test_an_unreadable_checkpoint_fails_the_trial_once_saying_why(tmp_path, monkeypatch):
+    space = load_space(SMALL)
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    (directory / search.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    fake = fake_session(monkeypatch, directory, load_dataset("digits"))
+    config = {"optim.lr_d": 0.1, "optim.k": 1, "generator.units": "[64, 64]"}
+    search.train_trial(config, space, None)  # returns: Tune sees an ended trial, not a crash
+    assert len(fake.reports) == 1
+    report, checkpoint = fake.reports[0]
+    assert checkpoint is None and report["session_epochs"] == 0
+    status, reason = search.classify(report, None, space.budget.max_epochs)
+    assert status == "failed" and "cannot resume" in reason and "trainer.pt" in reason
+    optuna = search.GansearchOptunaSearch(space=space.optuna_space(), metric="valid_ll", mode="max")
+    assert not optuna._usable(report)  # Optuna records it as FAIL
+
+
+class _Result:
+    """What Tune's ResultGrid yields for one trial, reduced to what results_table reads."""
+
+    def __init__(self, trial_id, metrics, config, path):
+        self.metrics, self.config, self.error = metrics, config, None
+        self.path, self.checkpoint, self.best_checkpoints = str(path / trial_id), None, []
+        self.metrics_dataframe = pd.DataFrame()
+
+
+def test_broken_and_never_started_trials_rank_last_with_what_they_reported(tmp_path):
+    space = load_space(SMALL)
+    experiment = tmp_path / "small"
+    experiment.mkdir()
+    config = {"optim.lr_d": 0.1, "optim.k": 2, "generator.units": "[64, 64]"}
+    for epoch, value in ((1, 5.0), (2, 9.0)):  # "broken" scored well before it failed
+        append_report(experiment, "broken", {"epoch": epoch, "valid_ll": value})
+    append_report(experiment, "broken", {"failed": 1, "error": "cannot resume: x"})
+    append_trial_end(experiment, "broken", "failed", "cannot resume: x", 1.0)
+    for epoch in (1, 2, 3):
+        append_report(experiment, "good", {"epoch": epoch, "valid_ll": -1.0 + epoch})
+    append_trial_end(experiment, "good", "finished", "", 2.0)
+    grid = [
+        _Result("broken", {"failed": 1}, config, tmp_path),
+        _Result("good", {"epoch": 3, "valid_ll": 2.0}, config, tmp_path),
+        _Result("pending", {}, config, tmp_path),
+    ]
+    table = search.results_table(
+        grid,
+        space,
+        trial_log=search.read_trial_log(experiment),
+        reports=search.read_reports(experiment),
+    )
+    assert table["trial_id"].tolist()[0] == "good"
+    rows = table.set_index("trial_id")
+    assert rows.loc["broken", "status"] == "failed" and rows.loc["broken", "epochs"] == 2
+    assert rows.loc["broken", "valid_ll"] == 9.0  # what it measured stays in the table
+    assert rows.loc["pending", "status"] == "not started"
+    assert rows.loc["pending", "optim.k"] == 2  # its parameters, not empty ones
+    assert rows.loc["pending", "epochs"] == 0
+
+
+def test_a_resumed_search_shows_the_best_it_had_found(tmp_path):
+    space = load_space(SMALL)
+    experiment = tmp_path / "small"
+    experiment.mkdir()
+    for epoch, value in ((1, 3.0), (2, 7.5)):
+        append_report(experiment, "a", {"epoch": epoch, "valid_ll": value})
+    append_trial_end(experiment, "a", "finished", "", 1.0)
+    out = io.StringIO()
+    progress = search.ProgressCallback(space, out=out, experiment_dir=experiment)
+    progress.resume_from(experiment)
+    progress.trial_result("b", {"epoch": 1, "valid_ll": 1.0})
+    progress.tick(force=True)
+    line = out.getvalue().strip().splitlines()[-1]
+    assert "1 finished" in line and "best valid_ll 7.50 (trial a)" in line
+    assert progress.records["a"].last_epoch == 2 and not math.isnan(progress.records["a"].best)
+
+
+@pytest.mark.parametrize("status", ["failed", "diverged"])
+def test_classify_reads_the_trials_own_verdict(status):
+    result = {status: 1, "error": "why", "epoch": 3}
+    assert search.classify(result, None, 10) == (status, "why")
