@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "learning curves (validation log-likelihood, FID) of gansearch train runs",
     ),
     "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),
+    "sample": (
+        "gansearch.commands.sample",
+        "samples from a search's best generators, read back from MLflow (.npy or .png)",
+    ),
     "compare": (
         "gansearch.commands.compare",
         "searches side by side: the best objective found against trial-epochs spent",

@@ -10,7 +10,10 @@ All randomness comes from explicit `torch.Generator` objects; nothing touches th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +21,54 @@ import torch.nn.functional as F
 from torch import nn
 
 MARGINAL_CLIP = 1e-7  # pylearn2.models.dbm.init_sigmoid_bias_from_array
+SAMPLE_BATCH = 5000  # noise vectors drawn and pushed through G at a time when sampling
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """How G's input is drawn: gaussian N(0, scale^2) or uniform in [-scale, scale], `dim` wide.
+
+    Stored beside an exported generator, so that anyone can sample from it with plain PyTorch.
+    """
+
+    kind: str  # "gaussian" or "uniform"
+    dim: int
+    scale: float
+
+    @classmethod
+    def of(cls, kind: str, dim: int, scale: float | None) -> NoiseSpec:
+        """The spec of a generator config's noise (None: unit variance)."""
+        default = math.sqrt(3.0) if kind == "uniform" else 1.0
+        return cls(kind, int(dim), float(default if scale is None else scale))
+
+    def draw(
+        self, n: int, rng: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """n noise vectors, from `rng` (on `device`)."""
+        z = torch.empty(n, self.dim, device=device)
+        if self.kind == "uniform":
+            return z.uniform_(-self.scale, self.scale, generator=rng)
+        return z.normal_(0.0, self.scale, generator=rng)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def generate(
+    generator: Callable[[torch.Tensor], torch.Tensor],
+    noise: NoiseSpec,
+    n: int,
+    rng: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """n samples of `generator` as a (n, d) float32 CPU tensor, the noise drawn SAMPLE_BATCH
+    vectors at a time from `rng` (the same draws, whatever loaded the generator)."""
+    chunks = [
+        generator(noise.draw(min(SAMPLE_BATCH, n - i), rng, device)).cpu()
+        for i in range(0, n, SAMPLE_BATCH)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
 def marginal_logits(train: np.ndarray) -> torch.Tensor:

@@ -32,6 +32,7 @@ Parquet. The same files are written under `<experiment_dir>/report/`.
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import sys
@@ -53,7 +54,7 @@ from gansearch.experiment import (
     stored_tracking_uri,
 )
 from gansearch.files import write_text
-from gansearch.tracking import ReportLogger, resolve_tracking_uri
+from gansearch.tracking import ReportLogger, model_name, resolve_tracking_uri
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +99,7 @@ class ReportOptions:
     references: bool | None = None  # reference rows; None: on for data sets with class labels
     reference_samples: int = 10_000  # real training images in the "real data" row
     reference_clusters: int = 10_000  # k-means clusters in the "k-means" row
+    register: bool = True  # register the best generator in the MLflow model registry
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Report:
     experiment_id: str
     parent_run_id: str
     references: list[ReferenceRow] = field(default_factory=list)
+    registered: str | None = None  # models:/<name>/<version> of the best generator
 
 
 # --------------------------------------------------------------------------- choosing trials
@@ -580,14 +583,28 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     ]
     references = _references(context, options)
     table, markdown, files = write_table1(context, rows, references, results)
+    registered = None
+    if options.register:
+        version = mlflow_log.register(model_name(experiment_dir.name), rows[0].run_id)
+        registered = f"models:/{model_name(experiment_dir.name)}/{version}"
+        say(f"report: registered trial {rows[0].trial_id}'s generator as {registered}")
+    best = rows[0]
     mlflow_log.log_table(
         files,
         {
-            f"reference_{ref.kind}_{name}": value
-            for ref in references
-            for name, value in ref.metrics().items()
+            "best_test_ll": best.test_mean,
+            "best_test_ll_se": best.test_se,
+            **{
+                f"reference_{ref.kind}_{name}": value
+                for ref in references
+                for name, value in ref.metrics().items()
+            },
         },
-        f"top {len(rows)}, seed {options.seed}",
+        {
+            "gansearch.report": f"top {len(rows)}, seed {options.seed}",
+            "gansearch.best_test_trial": best.trial_id,
+            **({"gansearch.registered_model": registered} if registered else {}),
+        },
     )
     return Report(
         rows=rows,
@@ -598,6 +615,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         experiment_id=mlflow_log.experiment_id,
         parent_run_id=mlflow_log.parent_run_id,
         references=references,
+        registered=registered,
     )
 
 
@@ -649,6 +667,19 @@ def report_configuration(context: _Context, rank: int, trial: dict[str, Any], of
             "gansearch.report_note": note,
         },
         files=files,
+    )
+    context.mlflow.log_generator(
+        run_id,
+        copy.deepcopy(trainer.generator).cpu(),
+        trainer.noise_spec,
+        {
+            "image_shape": list(context.dataset.image_shape),
+            "dataset": context.dataset.name,
+            "experiment": context.experiment_dir.name,
+            "trial_id": trial_id,
+            "epoch": trainer.epoch,
+            "pixels": "[0, 1]",
+        },
     )
     e = trainer.config.eval
     row = ReportRow(
@@ -927,8 +958,14 @@ def _retrain(
 
 def format_report(report: Report) -> str:
     """Table 1 and where everything went, for people."""
+    registered = (
+        f"\nBest generator: {report.registered} (load it with mlflow.pytorch.load_model; "
+        "sample with `gansearch sample`)"
+        if report.registered
+        else ""
+    )
     return (
         f"{report.markdown}\nTable 1 and figures: {report.directory}\n"
         f"MLflow: {report.tracking_uri} (experiment {report.experiment_id}, "
-        f"parent run {report.parent_run_id})"
+        f"parent run {report.parent_run_id}){registered}"
     )

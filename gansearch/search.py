@@ -1095,6 +1095,19 @@ def results_table(
     return table.drop(columns="_broken")
 
 
+def _best_summary(table: pd.DataFrame, space: SearchSpace) -> tuple[dict[str, float], dict]:
+    """The parent run's view of what the search found: the best objective value and its
+    trial (the first row of the ranked table, if it measured one)."""
+    metric = space.objective.primary
+    if table.empty or metric not in table:
+        return {}, {}
+    best = table.iloc[0]
+    value = best[metric]
+    if value is None or not math.isfinite(float(value)):
+        return {}, {}
+    return {f"best_{metric}": float(value)}, {"gansearch.best_trial": str(best["trial_id"])}
+
+
 def _unended_status(
     metrics: Mapping[str, Any], error: str | None, space: SearchSpace, budget_spent: bool
 ) -> tuple[str, str, float]:
@@ -1353,7 +1366,8 @@ def _run_locked(
             (table["status"] == "interrupted").any() if not table.empty else False
         )
         results = write_results(experiment_dir, _parquet_safe(table))
-        tracker.finish(interrupted, [experiment_dir / SPACE_COPY, results])
+        summary, tags = _best_summary(table, space)
+        tracker.finish(interrupted, [experiment_dir / SPACE_COPY, results], summary, tags)
     except BaseException as exc:
         if tracker is not None and tracker.is_open:
             # A search that never ran leaves no run; one that broke off says why.

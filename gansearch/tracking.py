@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -29,15 +30,29 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gansearch.errors import GansearchError
+
+if TYPE_CHECKING:
+    from gansearch.models import NoiseSpec
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 TAG_ROLE = "gansearch.role"  # "search" (parent) or "trial" (child)
 TAG_EXPERIMENT_DIR = "gansearch.experiment_dir"
 TAG_SEARCH_ID = "gansearch.search_id"  # the experiment directory's identity, wherever it moves
+# MLflow 3's UI opens an experiment in its model-training view (not the GenAI one) with this tag.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+GENERATOR_ARTIFACT = "generator"  # a reported trial's generator, MLflow's PyTorch flavour
+
+
+def model_name(experiment_name: str) -> str:
+    """The registered-model name of a search's best generator."""
+    return f"{experiment_name}-generator"
+
+
 TAG_TRIAL_ID = "gansearch.trial_id"
 TAG_STATUS = "gansearch.status"  # running, finished, stopped early, diverged, failed, interrupted
 TAG_REASON = "gansearch.reason"
@@ -176,13 +191,18 @@ class TrackingStore:
                     "or choose another --name"
                 )
             if experiment is not None:
+                if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                    self.client.set_experiment_tag(  # a search made before the tag existed
+                        experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+                    )
                 return experiment.experiment_id
             if not create:
                 return None
+            tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
             if self.artifact_root is None:
-                return self.client.create_experiment(name)
+                return self.client.create_experiment(name, tags=tags)
             location = f"{self.artifact_root}/{urllib.parse.quote(name)}"
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location, tags=tags)
         except TrackingError:
             raise
         except Exception as exc:
@@ -362,12 +382,27 @@ class SearchTracker:
         """The trial crashed and is retried from its checkpoint."""
         self._submit(lambda: self._tag_child(trial_id, {"gansearch.retries": str(attempt)}))
 
-    def finish(self, interrupted: bool, artifacts: list[Path] | None = None) -> None:
-        """Close the search: runs still open become `interrupted`, the parent is terminated."""
+    def finish(
+        self,
+        interrupted: bool,
+        artifacts: list[Path] | None = None,
+        summary: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Close the search: runs still open become `interrupted`, the parent gets the search's
+        `summary` metrics (its best, so the runs table shows it) and `tags`, and is terminated."""
         status = "interrupted" if interrupted else "finished"
 
         def close() -> None:
+            from mlflow.entities import Metric, RunTag
+
             client = self.store.client
+            stamp = int(time.time() * 1000)
+            client.log_batch(
+                self.parent_run_id,
+                metrics=[Metric(k, float(v), stamp, 0) for k, v in (summary or {}).items()],
+                tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+            )
             for trial_id, child in self.children.items():
                 run = client.get_run(child.run_id)
                 if run.info.status == "RUNNING":
@@ -551,12 +586,67 @@ class ReportLogger:
             ) from None
         return run_id
 
+    def log_generator(
+        self,
+        run_id: str,
+        generator: Any,
+        noise: NoiseSpec,
+        metadata: Mapping[str, Any],
+    ) -> str:
+        """Log `generator` (a torch module) on a trial's run with MLflow's PyTorch flavour,
+        exported with torch.export (loading it needs torch and MLflow, not gansearch), with a
+        signature for its noise input and `noise` and `metadata` in the model's metadata.
+        Returns the model's URI."""
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        example = noise.draw(2, torch.Generator().manual_seed(0)).numpy()
+        generator = generator.eval()
+        with torch.no_grad():
+            output = generator(torch.from_numpy(example)).numpy()
+        meta = {"noise": noise.as_dict(), **metadata}
+        try:
+            with tempfile.TemporaryDirectory(prefix="gansearch-model-") as directory:
+                local = Path(directory) / GENERATOR_ARTIFACT
+                mlflow.pytorch.save_model(
+                    generator,
+                    str(local),
+                    signature=infer_signature(example, output),
+                    input_example=example,
+                    metadata=meta,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                )
+                self.store.client.log_artifacts(run_id, str(local), GENERATOR_ARTIFACT)
+        except Exception as exc:
+            raise _failure(self.uri, exc) from None
+        return f"runs:/{run_id}/{GENERATOR_ARTIFACT}"
+
+    def register(self, name: str, run_id: str) -> str:
+        """Register the generator logged on `run_id` as a new version of model `name`; returns
+        the version."""
+        client = self.store.client
+        try:
+            if not client.search_registered_models(f"name = '{_quote(name)}'"):
+                client.create_registered_model(
+                    name, description="The best generator of a gansearch search (gansearch report)"
+                )
+            version = client.create_model_version(
+                name, f"runs:/{run_id}/{GENERATOR_ARTIFACT}", run_id=run_id
+            )
+        except Exception as exc:
+            raise _failure(self.uri, exc) from None
+        return str(version.version)
+
     def log_table(
-        self, folders: Mapping[str, Sequence[Path]], metrics: Mapping[str, float], tag: str
+        self,
+        folders: Mapping[str, Sequence[Path]],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
     ) -> None:
-        """Table 1 (artifact folders -> files), the reference rows' numbers and a summary tag
-        on the search's parent run."""
-        from mlflow.entities import Metric
+        """Table 1 (artifact folders -> files), its numbers (the best configuration's test
+        log-likelihood, the reference rows') and tags on the search's parent run."""
+        from mlflow.entities import Metric, RunTag
 
         client = self.store.client
         try:
@@ -564,10 +654,11 @@ class ReportLogger:
                 for path in paths:
                     client.log_artifact(self.parent_run_id, str(path), folder)
             stamp = int(time.time() * 1000)
-            if metrics:
-                batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
-                client.log_batch(self.parent_run_id, metrics=batch)
-            client.set_tag(self.parent_run_id, "gansearch.report", tag)
+            client.log_batch(
+                self.parent_run_id,
+                metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+                tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            )
         except Exception as exc:
             raise TrackingError(
                 f"MLflow: cannot log Table 1 to run {self.parent_run_id}: {exc}"
@@ -580,3 +671,55 @@ def _log_params(client: Any, run_id: str, params: Mapping[str, Any]) -> None:
     batch = [Param(param_name(str(k)), str(v)[:6000]) for k, v in params.items()]
     for start in range(0, len(batch), 100):  # MLflow takes at most 100 params a batch
         client.log_batch(run_id, params=batch[start : start + 100])
+
+
+# --------------------------------------------------------------------------- reading generators
+
+
+def reported_generators(
+    store: TrackingStore, experiment_dir: Path, search_id: str | None
+) -> dict[int, str]:
+    """Report rank -> run id of the trial runs of this search that hold a logged generator."""
+    experiment_id = store.experiment_id(experiment_dir.name, create=False)
+    parent = (
+        store.find_search_run(experiment_id, experiment_dir, search_id) if experiment_id else None
+    )
+    if parent is None:
+        return {}
+    found: dict[int, str] = {}
+    for run in store.trial_runs(experiment_id, parent.info.run_id).values():
+        rank = run.data.tags.get("gansearch.report_rank")
+        if rank and rank.isdigit() and has_generator(store, run.info.run_id):
+            found[int(rank)] = run.info.run_id
+    return dict(sorted(found.items()))
+
+
+def has_generator(store: TrackingStore, run_id: str) -> bool:
+    """Whether the run holds a logged generator."""
+    try:
+        names = {Path(a.path).name for a in store.client.list_artifacts(run_id)}
+    except Exception as exc:
+        raise _failure(store.uri, exc) from None
+    return GENERATOR_ARTIFACT in names
+
+
+def load_generator(store: TrackingStore, run_id: str) -> tuple[Any, dict[str, Any]]:
+    """The generator logged on `run_id` (a torch module; torch.export's, no gansearch class)
+    and its metadata (noise, image shape, ...)."""
+    import mlflow.artifacts
+    import mlflow.pytorch
+    from mlflow.models import Model
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="gansearch-model-") as directory:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=GENERATOR_ARTIFACT,
+                dst_path=directory,
+                tracking_uri=store.uri,
+            )
+            model = mlflow.pytorch.load_model(local)
+            metadata = Model.load(local).metadata or {}
+    except Exception as exc:
+        raise _failure(store.uri, exc) from None
+    return model, dict(metadata)

@@ -43,7 +43,7 @@ from gansearch.data.base import Dataset
 from gansearch.devices import resolve_device
 from gansearch.errors import ConfigError, DivergenceError, GansearchError
 from gansearch.files import atomic_path
-from gansearch.models import Discriminator, Generator, marginal_logits
+from gansearch.models import Discriminator, Generator, NoiseSpec, generate, marginal_logits
 from gansearch.train_config import (
     TrainConfig,
     changed_settings,
@@ -200,13 +200,14 @@ class Trainer:
 
     def noise(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
         """n noise vectors from the configured distribution (default: the training stream)."""
-        g = self.config.generator
         rng = self.rngs["noise"] if rng is None else rng
-        z = torch.empty(n, g.noise_dim, device=self.device)
-        if g.noise == "uniform":
-            scale = math.sqrt(3.0) if g.noise_scale is None else g.noise_scale
-            return z.uniform_(-scale, scale, generator=rng)
-        return z.normal_(0.0, 1.0 if g.noise_scale is None else g.noise_scale, generator=rng)
+        return self.noise_spec.draw(n, rng, self.device)
+
+    @property
+    def noise_spec(self) -> NoiseSpec:
+        """G's noise distribution (what an exported generator needs beside it)."""
+        g = self.config.generator
+        return NoiseSpec.of(g.noise, g.noise_dim, g.noise_scale)
 
     @staticmethod
     @torch.no_grad()
@@ -376,15 +377,15 @@ class Trainer:
     # ------------------------------------------------------------------ sampling, evaluation
 
     @torch.no_grad()
-    def sample(self, n: int, rng: torch.Generator | None = None, batch: int = 5000) -> torch.Tensor:
+    def sample(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
         """n samples from G as a (n, d) float32 CPU tensor; noise from the `eval` stream."""
         rng = self.rngs["eval"] if rng is None else rng
         self.generator.eval()
-        chunks = [
-            self.generator(self.noise(min(batch, n - i), rng)).cpu() for i in range(0, n, batch)
-        ]
-        self.generator.train()
-        return torch.cat(chunks) if chunks else torch.empty(0, self.dataset.dim)
+        try:
+            samples = generate(self.generator, self.noise_spec, n, rng, self.device)
+        finally:
+            self.generator.train()
+        return samples if n else torch.empty(0, self.dataset.dim)
 
     def parzen_config(
         self, n_valid: int | None, sigmas: Sequence[float] | None = None

@@ -60,6 +60,11 @@ def test_parent_run_has_table1_with_our_rows_beside_the_papers(tracked_search, t
     for trial_id, value in zip(ours["trial_id"], ours["test_ll"], strict=True):
         assert f"trial {trial_id}" in markdown and f"{value:.2f} ±" in markdown
     assert "report 3/3: trial" in tracked_search.err  # a progress line per configuration
+    first = ours[ours["rank"] == 1].iloc[0]
+    assert metrics["best_test_ll"] == pytest.approx(first["test_ll"])
+    tags = tracked_search.client.get_run(parent.info.run_id).data.tags
+    assert tags["gansearch.best_test_trial"] == first["trial_id"]
+    assert tags["gansearch.registered_model"].startswith("models:/small-generator/")
     assert "| Adversarial nets | 225 ± 2 |" in tracked_search.out
 
 

@@ -63,3 +63,12 @@ def test_unreachable_tracking_server_is_reported_before_trials(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"cannot reach the MLflow tracking server at {uri}" in err and "Traceback" not in err
     assert not (tmp_path / "small").exists()
+
+
+def test_parent_run_shows_the_searchs_best_and_is_a_training_experiment(tracked_search):
+    parent = tracked_search.runs("search")[0]
+    best = tracked_search.results.iloc[0]  # ranked, best first
+    assert parent.data.metrics["best_valid_ll"] == pytest.approx(best["valid_ll"])
+    assert parent.data.tags["gansearch.best_trial"] == best["trial_id"]
+    experiment = tracked_search.client.get_experiment(tracked_search.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 NAME = "ui-demo"
 TRIALS = ("aaaa0001", "bbbb0002")
+BEST = "gansearch.best_trial"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -115,7 +116,7 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for epoch in (1, 2):
             tracker.trial_result(trial_id, {"epoch": epoch, "valid_ll": 100.0 + epoch + i})
         tracker.trial_ended(trial_id, "finished", "")
-    tracker.finish(interrupted=False)
+    tracker.finish(interrupted=False, summary={"best_valid_ll": 103.0}, tags={BEST: TRIALS[1]})
     assert not tracker.errors
     return root
 
@@ -154,6 +155,11 @@ def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
             runs = json.loads(response.read())["runs"]
         names = sorted(r["info"]["run_name"] for r in runs)
         assert names == sorted([NAME, *TRIALS])
+        parent = next(r for r in runs if r["info"]["run_name"] == NAME)  # what the search found
+        assert {"key": "best_valid_ll", "value": 103.0} in [
+            {"key": m["key"], "value": m["value"]} for m in parent["data"]["metrics"]
+        ]
+        assert {"key": BEST, "value": TRIALS[1]} in parent["data"]["tags"]
 
         # The rendered page (a React app: text exists only after its scripts ran).
         profile = store_dir / "chromium-profile"
@@ -163,6 +169,9 @@ def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
         text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
         assert NAME in text, text[-2000:]
         assert "3 matching runs" in text, text[-2000:]
+        # A model-training experiment: MLflow 3 opens it in its training view ("Training runs"),
+        # not its GenAI view, where the search's runs were "Evaluation runs".
+        assert "Training runs" in text, text[-2000:]
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "mlflow-ui.png"
         shot.unlink(missing_ok=True)

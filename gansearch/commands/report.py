@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="directory holding the data set")
     parser.add_argument(
+        "--register",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="register the best generator in the MLflow model registry as <experiment>-generator "
+        "(default: on)",
+    )
+    parser.add_argument(
         "--references",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         references=args.references,
         reference_samples=args.reference_samples,
         reference_clusters=args.reference_clusters,
+        register=args.register,
     )
     with experiment_lock(experiment_dir):  # not while a search or another report writes there
         report = make_report(options)
