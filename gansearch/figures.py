@@ -250,3 +250,32 @@ def budget_curves(
 
 
 _COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def importance_plot(table: Any, path: Path, title: str) -> Path:
+    """Horizontal bars of each parameter's importance, one panel per objective, one bar per
+    evaluator (the `importance.importances` table); written as PNG (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    objectives = list(dict.fromkeys(table["objective"]))
+    figure = Figure(figsize=(6.4, 1.2 + 2.6 * len(objectives)), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(len(objectives), 1, squeeze=False)[:, 0]
+    for axes, objective in zip(panels, objectives, strict=True):
+        group = table[table["objective"] == objective]
+        wide = group.pivot(index="param", columns="evaluator", values="importance").fillna(0.0)
+        wide = wide.sort_values(wide.columns[0])
+        height = 0.8 / max(1, len(wide.columns))
+        for i, evaluator in enumerate(wide.columns):
+            positions = np.arange(len(wide)) + i * height
+            axes.barh(positions, wide[evaluator].to_numpy(), height=height, label=evaluator)
+        axes.set_yticks(np.arange(len(wide)) + height * (len(wide.columns) - 1) / 2)
+        axes.set_yticklabels(list(wide.index), fontsize=8)
+        axes.set_xlabel(f"importance for {objective}")
+        axes.legend(fontsize="small")
+    figure.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path

@@ -154,6 +154,7 @@ class Report:
     parent_run_id: str
     references: list[ReferenceRow] = field(default_factory=list)
     registered: str | None = None  # models:/<name>/<version> of the best generator
+    importance: str = ""  # which hyperparameters mattered (Markdown), "" with too few trials
 
 
 # --------------------------------------------------------------------------- choosing trials
@@ -583,6 +584,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     ]
     references = _references(context, options)
     table, markdown, files = write_table1(context, rows, references, results)
+    files["importance"], importance_text = write_importances(context, results)
     registered = None
     if options.register:
         version = mlflow_log.register(model_name(experiment_dir.name), rows[0].run_id)
@@ -616,6 +618,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         parent_run_id=mlflow_log.parent_run_id,
         references=references,
         registered=registered,
+        importance=importance_text,
     )
 
 
@@ -848,6 +851,31 @@ def write_table1(
     return table, markdown, {"table1": files, "pareto": pareto_files}
 
 
+def write_importances(context: _Context, results: pd.DataFrame) -> tuple[list[Path], str]:
+    """Which hyperparameters mattered (gansearch.importance): importance.md, .csv and .png in
+    the report folder; returns the files and the Markdown ("" and none with under 2 trials)."""
+    from gansearch.figures import importance_plot
+    from gansearch.importance import importance_markdown, importances
+
+    found = importances(results, context.space, seed=context.seed)
+    if found.table.empty:
+        context.say("report: fewer than 2 trials measured the objective: no importances")
+        return [], ""
+    if found.warning:
+        context.say(f"report: hyperparameter importances: {found.warning}")
+    out = context.out_dir
+    markdown = importance_markdown(found)
+    files = [out / "importance.md", out / "importance.csv", out / "importance.png"]
+    write_text(files[0], markdown)
+    found.table.to_csv(files[1], index=False)
+    importance_plot(
+        found.table,
+        files[2],
+        f"{context.experiment_dir.name}: which hyperparameters mattered ({found.n_trials} trials)",
+    )
+    return files, markdown
+
+
 def _write_pareto(
     results: pd.DataFrame, space: SearchSpace, rows: list[ReportRow], out_dir: Path, name: str
 ) -> list[Path]:
@@ -958,6 +986,9 @@ def _retrain(
 
 def format_report(report: Report) -> str:
     """Table 1 and where everything went, for people."""
+    importance = (
+        f"\n## Which hyperparameters mattered\n\n{report.importance}" if report.importance else ""
+    )
     registered = (
         f"\nBest generator: {report.registered} (load it with mlflow.pytorch.load_model; "
         "sample with `gansearch sample`)"
@@ -965,7 +996,7 @@ def format_report(report: Report) -> str:
         else ""
     )
     return (
-        f"{report.markdown}\nTable 1 and figures: {report.directory}\n"
+        f"{report.markdown}{importance}\nTable 1 and figures: {report.directory}\n"
         f"MLflow: {report.tracking_uri} (experiment {report.experiment_id}, "
         f"parent run {report.parent_run_id}){registered}"
     )

@@ -243,3 +243,14 @@ def test_damaged_results_and_metadata_get_clear_messages_and_a_way_back(
         code = main([*args, "--resume"] if args[0] == "run" else args)
         err = capsys.readouterr().err
         assert code == 2 and f"{meta}: unreadable" in err and "Traceback" not in err, args
+
+
+def test_report_logs_which_hyperparameters_mattered(tracked_search):
+    parent = tracked_search.runs("search")[0]
+    names = {a.path for a in tracked_search.client.list_artifacts(parent.info.run_id, "importance")}
+    assert names == {f"importance/importance.{s}" for s in ("md", "csv", "png")}
+    table = pd.read_csv(tracked_search.root / "small" / "report" / "importance.csv")
+    searched = {"optim.lr_d", "optim.k", "generator.units"}
+    assert set(table["param"]) == searched and set(table["evaluator"]) == {"fanova", "ped_anova"}
+    note = (tracked_search.root / "small" / "report" / "importance.md").read_text()
+    assert "Warning: only 5 trials for 3 parameters" in note
