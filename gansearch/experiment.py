@@ -67,13 +67,20 @@ def experiment_path(results_dir: Path, name: str, option: str = "--name") -> Pat
     return Path(results_dir) / check_name(name, option)
 
 
-def save_setup(experiment_dir: Path, space: SearchSpace, tracking_uri: str | None) -> None:
-    """Store what a search starts with: its space file and its budget and tracking URI."""
+def save_setup(
+    experiment_dir: Path,
+    space: SearchSpace,
+    tracking_uri: str | None,
+    optuna_storage: str | None = None,
+) -> None:
+    """Store what a search starts with: its space file, its budget, its MLflow tracking URI
+    and its Optuna storage."""
     experiment_dir.mkdir(parents=True, exist_ok=True)
     write_text(experiment_dir / SPACE_COPY, Path(space.source).read_text())
     meta = {
         "budget": dataclasses.asdict(space.budget),
         "tracking_uri": tracking_uri,
+        "optuna_storage": optuna_storage,
         "search_id": uuid.uuid4().hex,  # finds its MLflow runs wherever the directory moves
     }
     write_text(experiment_dir / META_FILE, json.dumps(meta, indent=2))
@@ -122,6 +129,19 @@ def stored_space(experiment_dir: Path) -> SearchSpace:
 def stored_tracking_uri(experiment_dir: Path) -> str | None:
     """The tracking URI a search was started with (None: the default store)."""
     return _stored_meta(experiment_dir).get("tracking_uri")
+
+
+def stored_optuna_storage(experiment_dir: Path) -> str | None:
+    """The Optuna storage URL a search was started with (None: none recorded)."""
+    value = _stored_meta(experiment_dir).get("optuna_storage")
+    return value if isinstance(value, str) and value else None
+
+
+def optuna_study_name(experiment_dir: Path) -> str:
+    """The name of the search's Optuna study: the experiment's, made unique by its search id
+    (a later search of the same name in the same storage gets a study of its own)."""
+    search_id = stored_search_id(experiment_dir)
+    return f"{experiment_dir.name}-{search_id[:8]}" if search_id else experiment_dir.name
 
 
 def stored_search_id(experiment_dir: Path) -> str | None:

@@ -68,9 +68,11 @@ from gansearch.experiment import (
     experiment_lock,
     experiment_path,
     no_foreign_writes,
+    optuna_study_name,
     read_reports,
     read_trial_log,
     save_setup,
+    stored_optuna_storage,
     stored_search_id,
     stored_space,
     stored_tracking_uri,
@@ -122,6 +124,7 @@ class RunOptions:
     progress_interval: float = 10.0  # seconds between progress lines
     budget_overrides: Mapping[str, int] = field(default_factory=dict)  # trials, max_epochs, ...
     tracking_uri: str | None = None  # MLflow; default: MLFLOW_TRACKING_URI or <results>/mlflow.db
+    optuna_storage: str | None = None  # Optuna RDB storage URL; default: <results>/optuna.db
 
 
 @dataclass
@@ -329,11 +332,101 @@ def results_location(given: str) -> Path:
 # --------------------------------------------------------------------------- the driver
 
 
-class GansearchOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch, told about divergence: a diverged trial is FAIL, never a NaN.
+OPTUNA_DB = "optuna.db"  # the default Optuna storage, beside the MLflow store
+MAX_REPEATS = 100  # proposals of already-trained configurations answered before giving up
 
-    (A NaN handed to Optuna leaves its trial RUNNING forever; see ../shared/STACK-NOTES.md.)
+
+def default_optuna_storage(results_dir: Path) -> str:
+    """The embedded Optuna storage: a SQLite file in the results directory."""
+    return f"sqlite:///{Path(results_dir).resolve() / OPTUNA_DB}"
+
+
+class GansearchOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, told about divergence, repeats and resumes.
+
+    - A diverged or failed trial is FAIL, never a NaN (a NaN handed to Optuna leaves its trial
+      RUNNING forever).
+    - A proposal of a configuration an earlier trial already trained (NSGA-II with a small
+      population proposes some twice) is not trained again: training is deterministic, so the
+      Optuna trial is told the earlier result, marked with the user attribute `reused_from`,
+      and Optuna is asked again.
+    - Every Optuna trial records its Tune trial (user attribute `tune_trial_id`). After a
+      resume, a proposal the interrupted driver had made but no Tune trial kept is handed to the
+      next Tune trial, so the study holds one Optuna trial per Tune trial.
     """
+
+    def __init__(self, *args: Any, on_reuse: Callable[[str], None] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.on_reuse = on_reuse
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["on_reuse"] = None  # a printer of this process: a resumed driver sets its own
+        return state
+
+    def save(self, checkpoint_path: str) -> None:
+        on_reuse, self.on_reuse = self.on_reuse, None
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self.on_reuse = on_reuse
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and (orphan := self._orphan()) is not None:
+            self._ot_trials[trial_id] = orphan
+        config = None
+        for _ in range(MAX_REPEATS):
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            earlier = self._trained(ot_trial.params, ot_trial.number)
+            if earlier is None:
+                break
+            self._reuse(trial_id, ot_trial, earlier)
+        self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+        return config
+
+    def _orphan(self) -> Any | None:
+        """A RUNNING Optuna trial no Tune trial holds (made before an interruption), if any."""
+        import optuna
+
+        held = {t.number for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.number not in held:
+                return optuna.trial.Trial(self._ot_study, frozen._trial_id)
+        return None
+
+    def _trained(self, params: dict[str, Any], number: int) -> Any | None:
+        """The finished Optuna trial with exactly these parameters, if any."""
+        import optuna
+
+        done = (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.FAIL,
+            optuna.trial.TrialState.PRUNED,
+        )
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=done):
+            if frozen.number != number and frozen.params == params:
+                return frozen
+        return None
+
+    def _reuse(self, trial_id: str, ot_trial: Any, earlier: Any) -> None:
+        """Tell `ot_trial` the result of `earlier` (same configuration) and forget it."""
+        import optuna
+
+        ot_trial.set_user_attr("reused_from", earlier.number)
+        if earlier.state == optuna.trial.TrialState.COMPLETE:
+            self._ot_study.tell(
+                ot_trial, earlier.values if len(earlier.values) > 1 else earlier.value
+            )
+        else:
+            self._ot_study.tell(ot_trial, state=earlier.state)
+        del self._ot_trials[trial_id]
+        if self.on_reuse is not None:
+            which = earlier.user_attrs.get("tune_trial_id", f"#{earlier.number}")
+            self.on_reuse(
+                f"Optuna proposed trial {which}'s configuration again: its result is reused (not "
+                "trained twice) and Optuna asked for another"
+            )
 
     def _usable(self, result: dict) -> bool:
         """Whether `result` has every objective, finite (a multi-objective search has several)."""
@@ -787,6 +880,7 @@ def _build_tuner(
     tracker: SearchTracker | None = None,
     quality: QualityScorer | None = None,
     stopper: TrialEpochBudget | None = None,
+    optuna_storage: str | None = None,
 ):
     budget, resources = space.budget, space.resources
     trainable = tune.with_resources(
@@ -819,6 +913,12 @@ def _build_tuner(
         if internal is not None:
             internal.get_run_config().callbacks = run_config.callbacks
             internal.get_run_config().stop = stopper
+            searcher = getattr(internal, "_tune_config", None)
+            searcher = getattr(searcher, "search_alg", None)
+            while hasattr(searcher, "searcher"):  # a ConcurrencyLimiter around it
+                searcher = searcher.searcher
+            if isinstance(searcher, GansearchOptunaSearch):
+                searcher.on_reuse = progress.say
         return tuner
     if space.scheduler.type == "pbt":
         return _build_pbt_tuner(space, trainable, run_config)
@@ -829,6 +929,9 @@ def _build_tuner(
         metric=list(objective.metrics) if objective.multi else primary,
         mode=list(objective.modes) if objective.multi else primary_mode,
         sampler=make_sampler(space.search),
+        storage=optuna.storages.RDBStorage(optuna_storage) if optuna_storage else None,
+        study_name=optuna_study_name(experiment_dir),
+        on_reuse=progress.say,
     )
     scheduler: Any
     if space.scheduler.type == "asha":
@@ -1326,9 +1429,13 @@ def _run_locked(
         )
         if options.resume:
             progress.resume_from(experiment_dir)
+            optuna_storage = stored_optuna_storage(experiment_dir)
         else:
             default = tracking_uri == default_tracking_uri(results_dir)
-            save_setup(experiment_dir, space, None if default else tracking_uri)
+            optuna_storage = None
+            if space.scheduler.type != "pbt":  # pbt's population is drawn in memory
+                optuna_storage = options.optuna_storage or default_optuna_storage(results_dir)
+            save_setup(experiment_dir, space, None if default else tracking_uri, optuna_storage)
         tracker = SearchTracker.start(
             store,
             name,
@@ -1351,7 +1458,9 @@ def _run_locked(
             f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}; "
             f"MLflow: {tracking_uri}"
         )
-        tuner = _build_tuner(space, options, experiment_dir, progress, tracker, quality, stopper)
+        tuner = _build_tuner(
+            space, options, experiment_dir, progress, tracker, quality, stopper, optuna_storage
+        )
         fitting = stop.stopping = True
         result_grid = tuner.fit()
         spent = progress.budget is not None and progress.budget.stop_all()

@@ -72,3 +72,23 @@ def test_parent_run_shows_the_searchs_best_and_is_a_training_experiment(tracked_
     assert parent.data.tags["gansearch.best_trial"] == best["trial_id"]
     experiment = tracked_search.client.get_experiment(tracked_search.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_optuna_study_holds_one_trial_per_tune_trial_after_the_resume(tracked_search):
+    import optuna
+
+    from gansearch.experiment import optuna_study_name
+
+    storage = f"sqlite:///{tracked_search.root / 'optuna.db'}"
+    names = optuna.get_all_study_names(storage)
+    assert names == [optuna_study_name(tracked_search.root / "small")]
+    study = optuna.load_study(study_name=names[0], storage=storage)
+    trained = [t for t in study.trials if "reused_from" not in t.user_attrs]
+    by_tune = {t.user_attrs.get("tune_trial_id"): t for t in trained}
+    assert set(by_tune) == set(tracked_search.results["trial_id"]) and len(trained) == TRIALS
+    finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                optuna.trial.TrialState.PRUNED}  # fmt: skip
+    assert all(t.state in finished for t in study.trials)
+    results = tracked_search.results.set_index("trial_id")
+    for trial_id, trial in by_tune.items():
+        assert trial.params["optim.k"] == results.loc[trial_id, "optim.k"]

@@ -99,3 +99,77 @@ def test_a_resumed_search_shows_the_best_it_had_found(tmp_path):
 def test_classify_reads_the_trials_own_verdict(status):
     result = {status: 1, "error": "why", "epoch": 3}
     assert search.classify(result, None, 10) == (status, "why")
+
+
+class _Scripted:
+    """An Optuna sampler that proposes the given parameter sets, one per trial, in order."""
+
+    def __new__(cls, proposals):
+        import optuna
+
+        class Sampler(optuna.samplers.BaseSampler):
+            def __init__(self) -> None:
+                self.queue, self.current = list(proposals), {}
+
+            def infer_relative_search_space(self, study, trial):
+                return {}
+
+            def sample_relative(self, study, trial, search_space):
+                return {}
+
+            def before_trial(self, study, trial):
+                self.current = self.queue.pop(0)
+
+            def sample_independent(self, study, trial, name, distribution):
+                return self.current[name]
+
+        return Sampler()
+
+
+def test_a_configuration_proposed_twice_is_not_trained_twice():
+    space = load_space(SMALL)
+    a = {"optim.lr_d": 0.1, "optim.k": 2, "generator.units": "[64, 64]"}
+    b = {"optim.lr_d": 0.2, "optim.k": 1, "generator.units": "[128, 128]"}
+    said: list[str] = []
+    searcher = search.GansearchOptunaSearch(
+        space=space.optuna_space(),
+        metric="valid_ll",
+        mode="max",
+        sampler=_Scripted([a, a, b]),
+        on_reuse=said.append,
+    )
+    first = searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {"valid_ll": 5.0, "epoch": 3})
+    second = searcher.suggest("t2")  # Optuna proposes a again: told 5.0, then asked again
+    assert first["optim.k"] == 2 and second["optim.k"] == 1  # t2 trains b, not a again
+    trials = searcher._ot_study.trials
+    assert len(trials) == 3 and trials[1].user_attrs["reused_from"] == 0
+    assert trials[1].value == 5.0 and trials[1].params == trials[0].params
+    assert [t.user_attrs.get("tune_trial_id") for t in trials] == ["t1", None, "t2"]
+    assert said and "trial t1's configuration again" in said[0]
+
+
+def test_a_proposal_left_by_an_interrupted_driver_goes_to_the_next_tune_trial(tmp_path):
+    import optuna
+
+    space = load_space(SMALL)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def searcher():
+        return search.GansearchOptunaSearch(
+            space=space.optuna_space(),
+            metric="valid_ll",
+            mode="max",
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            storage=optuna.storages.RDBStorage(storage),
+            study_name="s",
+        )
+
+    before = searcher()
+    proposed = before.suggest("t1")  # asked, then the driver was killed before saving its state
+    after = searcher()  # a resumed driver whose saved state predates that proposal
+    assert after.suggest("t7") == proposed
+    after.on_trial_complete("t7", {"valid_ll": 1.0})
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == 1 and study.trials[0].user_attrs["tune_trial_id"] == "t7"
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE

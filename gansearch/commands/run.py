@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else <results-dir>/mlflow.db)",
     )
     parser.add_argument(
+        "--optuna-storage",
+        help="Optuna storage URL for the search's study (default: sqlite:///<results-dir>/"
+        "optuna.db; optuna-dashboard reads it)",
+    )
+    parser.add_argument(
         "--report-top",
         type=int,
         default=3,
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         progress_interval=args.progress_interval,
         tracking_uri=args.tracking_uri,
+        optuna_storage=args.optuna_storage,
     )
     outcome = run_search(space, options)
     print(format_leaderboard(outcome.table, space, args.top))
