@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from fake_tune import fake_session
 
-from gansearch.experiment import REPORTS_FILE, append_report, read_reports
+from gansearch.experiment import REPORTS_FILE, append_report, read_reports, read_trial_log
 from gansearch.search import (
     GansearchOptunaSearch,
     TrialEpochBudget,
@@ -181,13 +181,24 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
     table = pd.read_parquet(experiment / "results.parquet")
     assert len(table) == 4 and table["trial_id"].is_unique
     outcome = (table[["trial_id", "status", "epochs"]].to_string(), resumed.stderr[-4000:])
-    assert (table["status"] == "finished").all() and (table["epochs"] == 8).all(), outcome
+    # Known Ray Tune race (../shared/STACK-NOTES.md): now and then, the trial whose session Ray
+    # is stopping at the moment of Ctrl-C is recorded as complete by Tune, so the resume does
+    # not continue it. Tolerated for that one trial only, and only if it is exactly that case:
+    # it ended before the interruption was handled and trained nothing after it.
+    cut = table[table["status"] != "finished"]
+    assert len(cut) <= 1, outcome
+    for trial_id in cut["trial_id"]:
+        mine = reports[reports["trial_id"] == trial_id]
+        assert (mine["reported_at"] < interrupted_at).all(), outcome
+        assert read_trial_log(experiment)[trial_id]["status"] == "stopped early", outcome
+    ids = set(table["trial_id"])
+    finished = table[table["status"] == "finished"]
+    assert (finished["epochs"] == 8).all() and len(finished) >= 3, outcome
     assert table["optim.lr_d"].between(0.01, 0.5).all()
     assert table["discriminator.keep_probs[0]"].between(0.6, 1.0).all()
     assert table["optim.k"].isin([1, 2, 3]).all()
     copied = table[table["lineage"] != ""]
     assert len(copied) >= 1, "no trial copied another"
-    ids = set(table["trial_id"])
     for lineage in copied["lineage"]:
         entries = re.findall(r"epoch (\d+): copied trial ([\w-]+)", lineage)
         assert entries and all(trial in ids for _, trial in entries)
