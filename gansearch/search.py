@@ -246,6 +246,8 @@ def train_trial(
         report["threads"] = torch.get_num_threads()
         report["diverged"] = 0
         report.update(common())
+        if trainer.device.type == "cuda":  # what packing trials on one GPU costs each of them
+            report["gpu_memory_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
         if space.scheduler.type == "pbt" and trainer.epoch < max_epochs:
             report[PBT_TIME] = trainer.epoch  # the scheduler's clock: no copy after the last epoch
         with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
@@ -259,6 +261,15 @@ def train_trial(
         start = time.perf_counter()
         try:
             metrics = trainer.run_epoch()
+        except torch.cuda.OutOfMemoryError:
+            share = space.resources.gpus
+            message = (
+                f"CUDA ran out of memory at epoch {trainer.epoch + 1} with resources.gpus "
+                f"{share:g} ({round(1 / share) if 0 < share < 1 else 1} trial(s) per GPU): pack "
+                "fewer trials per GPU (raise resources.gpus) or lower eval.samples"
+            )
+            tune.report({"failed": 1, "error": message, **common()})
+            return
         except DivergenceError as exc:
             report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, **common()}
             report["session_epochs"] += 1  # the epoch that diverged was trained too

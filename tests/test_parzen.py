@@ -188,6 +188,7 @@ def test_bad_config_is_rejected(kwargs):
         ParzenConfig(**kwargs)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_matches_cpu(random_case):
     x, centres = random_case

@@ -135,8 +135,12 @@ def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
     study = study_of(experiment)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert type(study.sampler).__name__ == "NSGAIISampler"
-    told = sorted(tuple(round(v, 6) for v in t.values) for t in study.trials)
+    trained = [t for t in study.trials if "reused_from" not in t.user_attrs]
+    told = sorted(tuple(round(v, 6) for v in t.values) for t in trained)
     assert told == sorted(tuple(round(v, 6) for v in pair) for pair in finals)
+    for reused in (t for t in study.trials if "reused_from" in t.user_attrs):  # NSGA-II repeats
+        earlier = study.trials[reused.user_attrs["reused_from"]]
+        assert reused.params == earlier.params and reused.values == earlier.values
     # MLflow has FID and coverage at every evaluated epoch of every trial.
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (exp,) = [e for e in client.search_experiments() if e.name == "digits-pareto"]
@@ -193,8 +197,9 @@ def test_divergence_fails_in_optuna_and_crashes_are_retried(tmp_path, capsys):
     assert (healthy["status"] == "finished").all() and (healthy["epochs"] == 3).all()
     assert err.count("crashed; retrying") >= 2 * len(healthy)
     study = study_of(tmp_path / "small")
-    states = {t.params["optim.lr_d"]: t.state for t in study.trials}
-    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    trained = [t for t in study.trials if "reused_from" not in t.user_attrs]  # not repeats
+    states = {t.params["optim.lr_d"]: t.state for t in trained}
+    failed = [t for t in trained if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == len(diverged) and all(t.params["optim.lr_d"] == 1e30 for t in failed)
     assert states[0.05] == optuna.trial.TrialState.COMPLETE
 
