@@ -12,6 +12,7 @@ A multi-objective search gets importances per objective.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,16 @@ class Importances:
 
 def importances(results: pd.DataFrame, space: SearchSpace, seed: int = 0) -> Importances:
     """fANOVA and PED-ANOVA importances of every searched parameter for each objective."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the replayed study's creation says nothing to a user
+    try:
+        return _importances(results, space, seed)
+    finally:
+        logger.setLevel(level)
+
+
+def _importances(results: pd.DataFrame, space: SearchSpace, seed: int) -> Importances:
     import optuna
 
     objective = space.objective
