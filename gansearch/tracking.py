@@ -46,6 +46,7 @@ TAG_SEARCH_ID = "gansearch.search_id"  # the experiment directory's identity, wh
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 GENERATOR_ARTIFACT = "generator"  # a reported trial's generator, MLflow's PyTorch flavour
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def model_name(experiment_name: str) -> str:
@@ -710,6 +711,8 @@ def load_generator(store: TrackingStore, run_id: str) -> tuple[Any, dict[str, An
     import mlflow.pytorch
     from mlflow.models import Model
 
+    quiet = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"  # seven small files: no progress bar
     try:
         with tempfile.TemporaryDirectory(prefix="gansearch-model-") as directory:
             local = mlflow.artifacts.download_artifacts(
@@ -722,4 +725,9 @@ def load_generator(store: TrackingStore, run_id: str) -> tuple[Any, dict[str, An
             metadata = Model.load(local).metadata or {}
     except Exception as exc:
         raise _failure(store.uri, exc) from None
+    finally:
+        if quiet is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = quiet
     return model, dict(metadata)
