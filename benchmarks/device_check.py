@@ -119,12 +119,28 @@ def trainer_speed(device: torch.device, steps: int, repeats: int) -> dict[str, A
         ours.append(n / (t1 - t0))
         theirs.append(n / (t2 - t1))
     ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    # The same trainer with `compile: true` (torch.compile of G and D): worth turning on?
+    compiled = Trainer(apply_overrides(config, {"compile": True}), trainer.dataset)
+    t0 = time.perf_counter()
+    compiled.run_epoch()  # compiles
+    _sync(device)
+    compile_seconds = time.perf_counter() - t0
+    fast = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        compiled.run_epoch()
+        _sync(device)
+        fast.append(n / (time.perf_counter() - t0))
     return {
         "steps": steps,
         "repeats": repeats,
         "trainer_samples_per_s": round(statistics.median(ours)),
         "hand_loop_samples_per_s": round(statistics.median(theirs)),
         "ratio": round(statistics.median(ratios), 3),
+        "compiled_samples_per_s": round(statistics.median(fast)),
+        "compiled_ratio": round(statistics.median(fast) / statistics.median(ours), 3),
+        "compile_seconds": round(compile_seconds, 1),
     }
 
 
@@ -250,6 +266,8 @@ def markdown(summary: dict[str, Any]) -> str:
         f"- Trainer: {t['trainer_samples_per_s']:,} samples/s, hand-written loop "
         f"{t['hand_loop_samples_per_s']:,} samples/s: ratio {t['ratio']} (median of "
         f"{t['repeats']} interleaved pairs of {t['steps']} steps)",
+        f"- Trainer with `compile: true`: {t['compiled_samples_per_s']:,} samples/s, "
+        f"{t['compiled_ratio']}x the plain trainer (compiling took {t['compile_seconds']} s)",
         f"- Parzen protocol ({p['n']:,} x {p['n']:,}, {p['sigmas']} sigmas): "
         f"{p['protocol_seconds']} s, one {p['n']:,} x 784 x {p['n']:,} product "
         f"{p['matmul_seconds']} s: ratio {p['ratio']}",

@@ -125,6 +125,10 @@ class TrainConfig:
     epochs: int = setting(250, ge=0)
     seed: int = setting(0, ge=0)
     device: str = setting("cpu", pattern=DEVICE_PATTERN, means=DEVICE_RULE)
+    # Capture G's and D's forward and backward passes with torch.compile: the same training
+    # within float tolerance, fewer kernel launches on a GPU. Off until a GPU figure shows it pays
+    # (docs/gpu.md); compiling costs seconds at the first step.
+    compile: bool = False
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -238,7 +242,7 @@ MUTABLE_SETTINGS = (
     "discriminator.keep_probs",
 )
 # Settings that do not change what is trained: how long, where, and how it is evaluated.
-RUN_SETTINGS = ("epochs", "device", "eval.")
+RUN_SETTINGS = ("epochs", "device", "compile", "eval.")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -26,6 +26,7 @@ and momentum set per epoch by pylearn2's MomentumAdjustor. Nothing here knows ab
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -160,6 +161,12 @@ class Trainer:
         self.discriminator = Discriminator(
             dataset.dim, d.units, d.pieces, d.keep_probs, d.init_range, init_rng
         ).to(self.device)
+        # What the training step calls: the networks, or with `compile` their torch.compile
+        # captures (same parameters; checkpoints always hold the plain modules).
+        self._g: Callable[..., torch.Tensor] = self.generator
+        self._d: Callable[..., torch.Tensor] = self.discriminator
+        if config.compile:
+            self._g, self._d = torch.compile(self.generator), torch.compile(self.discriminator)
         self.g_params = list(self.generator.parameters())
         self.d_params = list(self.discriminator.parameters())
         self.g_velocity = [torch.zeros_like(p) for p in self.g_params]
@@ -221,9 +228,9 @@ class Trainer:
         """One D update on data `x` and fresh noise; returns loss, mean D(x), mean D(G(z))."""
         m = x.shape[0]
         with torch.no_grad():
-            fake = self.generator(self.noise(m))
+            fake = self._g(self.noise(m))
         # Real and generated examples in one batch: each row gets its own dropout mask anyway.
-        logits = self.discriminator(torch.cat([x, fake]), self.rngs["dropout"])
+        logits = self._d(torch.cat([x, fake]), self.rngs["dropout"])
         loss = F.binary_cross_entropy_with_logits(logits, self._d_targets[: 2 * m])
         grads = torch.autograd.grad(loss, self.d_params)
         self._sgd(self.d_params, self.d_velocity, grads, self.lr_d(), momentum)
@@ -240,7 +247,7 @@ class Trainer:
 
     def _g_step(self, m: int, momentum: float) -> torch.Tensor:
         """One G update on fresh noise, scored by D with dropout; returns the loss."""
-        logits = self.discriminator(self.generator(self.noise(m)), self.rngs["dropout"])
+        logits = self._d(self._g(self.noise(m)), self.rngs["dropout"])
         loss = self._g_objective(logits)
         grads = torch.autograd.grad(loss, self.g_params)  # D's weight gradients are skipped
         self._sgd(self.g_params, self.g_velocity, grads, self.lr_g(), momentum)
@@ -253,8 +260,8 @@ class Trainer:
         Returns [D loss, mean D(x), mean D(G(z)), G loss] as one tensor.
         """
         m = x.shape[0]
-        fake = self.generator(self.noise(m))
-        logits = self.discriminator(torch.cat([x, fake]), self.rngs["dropout"])
+        fake = self._g(self.noise(m))
+        logits = self._d(torch.cat([x, fake]), self.rngs["dropout"])
         d_loss = F.binary_cross_entropy_with_logits(logits, self._d_targets[: 2 * m])
         g_loss = self._g_objective(logits[m:])
         # Both gradients come from this one graph, before either net moves.
@@ -288,26 +295,34 @@ class Trainer:
         first_bad = torch.full((), _NO_BAD_STEP, dtype=torch.int64, device=self.device)
         g_steps = 0
         simultaneous = cfg.optim.update == "simultaneous"
-        for step in range(1, n_batches + 1):
-            x = self.train_x[perm[(step - 1) * m : step * m]]
-            if simultaneous and (self.d_updates + 1) % k == 0:
-                stats = self._simultaneous_step(x, momentum)  # the k-th D step, joint with G
-                d_sums += stats[:3]
-                g_sum += stats[3]
-                g_steps += 1
-                bad = ~torch.isfinite(stats[0]) | ~torch.isfinite(stats[3])
-            else:
-                d_stats = torch.stack(self._d_step(x, momentum))
-                d_sums += d_stats
-                bad = ~torch.isfinite(d_stats[0])
-                if not simultaneous and self.d_updates % k == 0:
-                    g_loss = self._g_step(m, momentum)
-                    g_sum += g_loss
+        # A compiled step keeps its saved tensors across the released rule's two gradients from
+        # one forward pass (retain_graph), which donated buffers would forbid.
+        captured = (
+            torch._functorch.config.patch(donated_buffer=False)
+            if cfg.compile
+            else contextlib.nullcontext()
+        )
+        with captured:
+            for step in range(1, n_batches + 1):
+                x = self.train_x[perm[(step - 1) * m : step * m]]
+                if simultaneous and (self.d_updates + 1) % k == 0:
+                    stats = self._simultaneous_step(x, momentum)  # the k-th D step, joint with G
+                    d_sums += stats[:3]
+                    g_sum += stats[3]
                     g_steps += 1
-                    bad |= ~torch.isfinite(g_loss)
-            first_bad = torch.where(bad, first_bad.clamp(max=step), first_bad)
-            if step % DIVERGENCE_CHECK_EVERY == 0:
-                self._raise_if_diverged(epoch, first_bad)
+                    bad = ~torch.isfinite(stats[0]) | ~torch.isfinite(stats[3])
+                else:
+                    d_stats = torch.stack(self._d_step(x, momentum))
+                    d_sums += d_stats
+                    bad = ~torch.isfinite(d_stats[0])
+                    if not simultaneous and self.d_updates % k == 0:
+                        g_loss = self._g_step(m, momentum)
+                        g_sum += g_loss
+                        g_steps += 1
+                        bad |= ~torch.isfinite(g_loss)
+                first_bad = torch.where(bad, first_bad.clamp(max=step), first_bad)
+                if step % DIVERGENCE_CHECK_EVERY == 0:
+                    self._raise_if_diverged(epoch, first_bad)
         self._raise_if_diverged(epoch, first_bad)
         for name, params in (("generator", self.g_params), ("discriminator", self.d_params)):
             norms = torch.stack(torch._foreach_norm(params))

@@ -26,6 +26,7 @@ def test_device_check_dry_run_on_cpu(tmp_path):
     assert summary["machine"]["device"] == "cpu"
     assert summary["cuda_tests"]["failed"] == 0 and summary["cuda_tests"]["skipped"] >= 1
     assert summary["trainer"]["trainer_samples_per_s"] > 0 and summary["trainer"]["ratio"] > 0
+    assert summary["trainer"]["compiled_samples_per_s"] > 0
     assert summary["parzen"]["ratio"] > 0
     assert [r["trials"] for r in summary["search"]] == [1, 2]
     for row in summary["search"]:
