@@ -96,7 +96,8 @@ from gansearch.train_config import MUTABLE_SETTINGS
 if TYPE_CHECKING:
     from gansearch.data.base import Dataset
     from gansearch.quality import QualityScorer
-    from gansearch.train_config import DataConfig
+    from gansearch.train_config import DataConfig, TrainConfig
+    from gansearch.trainer import Trainer
 
 METRIC = "valid_ll"  # the paper's objective, and the default
 CHECKPOINT_FILE = "trainer.pt"
@@ -178,84 +179,25 @@ def train_trial(
     """
     import torch
 
-    from gansearch.trainer import Trainer
-
     torch.set_num_threads(max(1, int(space.resources.cpus)))  # no oversubscription
     train_config = space.trial_config(config)
     # --- cluster (#6): where the trial ran, and data that never downloads inside a trial.
     node = ray.get_runtime_context().get_node_id()
     dataset = _trial_dataset(train_config.data, data_dir, node)
     me = tune.get_context().get_trial_id()
-    # Population-based training: whose checkpoint this trial took. Every pbt report carries the
-    # keys (empty when nothing was copied): Tune's progress.csv keeps only its first row's keys.
-    no_copy = {"copied_from": "", "copied_epoch": -1}
-    copied = dict(no_copy)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            # The trial's own configuration: under pbt it may hold new values of the mutated
-            # settings, which the copied state continues with.
-            try:
-                trainer = Trainer.from_checkpoint(
-                    Path(directory) / CHECKPOINT_FILE,
-                    dataset,
-                    config=train_config,
-                    quality=quality,
-                    may_change=MUTABLE_SETTINGS,
-                )
-            except GansearchError as exc:
-                # Retrying would read the same file again: the trial fails once, saying why.
-                tune.report({"failed": 1, "error": f"cannot resume: {exc}", "session_epochs": 0})
-                return
-            origin_file = Path(directory) / ORIGIN_FILE
-            origin = json.loads(origin_file.read_text()) if origin_file.exists() else {}
-        if origin.get("trial_id") not in (None, me):
-            copied = {"copied_from": origin["trial_id"], "copied_epoch": int(origin["epoch"])}
-    else:
-        trainer = Trainer(train_config, dataset, quality=quality)
+    try:
+        trainer, copied = _start_trainer(train_config, dataset, quality, me)
+    except GansearchError as exc:
+        # Retrying would read the same file again: the trial fails once, saying why.
+        tune.report({"failed": 1, "error": f"cannot resume: {exc}", "session_epochs": 0})
+        return
     in_force = {  # the mutable searched values this trial trains with (its pbt schedule)
         p.key: p.decode(config[p.key])
         for p in space.params
         if p.base in MUTABLE_SETTINGS and p.key in config
     }
-    loop_seconds = 0.0
+    session = _TrialSession(space, trainer, me, node, in_force, copied)
     max_epochs = space.budget.max_epochs
-    # This run of the function trains epochs start_epoch+1, ...: the session's own count is what
-    # the trial-epoch budget adds up (a retry or a copied checkpoint starts a new session).
-    session, start_epoch = uuid.uuid4().hex[:12], trainer.epoch
-
-    def common() -> dict[str, Any]:
-        """What every report carries: the session's epoch count, and under pbt the values in
-        force and, in the session's first report, the checkpoint it started from."""
-        nonlocal copied
-        fields: dict[str, Any] = {
-            "session": session,
-            "session_epochs": trainer.epoch - start_epoch,
-            "reported_at": time.time(),
-            "node": node,
-        }
-        if space.scheduler.type == "pbt":
-            fields["hp"] = dict(in_force)
-            fields.update(copied)
-            copied = dict(no_copy)
-        return fields
-
-    def report_with_checkpoint(report: dict[str, Any]) -> None:
-        """An evaluated epoch's report to Tune, with the trainer's checkpoint."""
-        report["loop_seconds"] = loop_seconds
-        report["threads"] = torch.get_num_threads()
-        report["diverged"] = 0
-        report.update(common())
-        if trainer.device.type == "cuda":  # what packing trials on one GPU costs each of them
-            report["gpu_memory_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
-        if space.scheduler.type == "pbt" and trainer.epoch < max_epochs:
-            report[PBT_TIME] = trainer.epoch  # the scheduler's clock: no copy after the last epoch
-        with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
-            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
-            origin = {"trial_id": me, "epoch": trainer.epoch}
-            (Path(directory) / ORIGIN_FILE).write_text(json.dumps(origin))
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
-
     while trainer.epoch < max_epochs:
         _chaos(space, trainer.epoch + 1)
         start = time.perf_counter()
@@ -263,39 +205,132 @@ def train_trial(
             metrics = trainer.run_epoch()
         except torch.cuda.OutOfMemoryError:
             share = space.resources.gpus
-            message = (
+            session.end(
+                "failed",
                 f"CUDA ran out of memory at epoch {trainer.epoch + 1} with resources.gpus "
                 f"{share:g} ({round(1 / share) if 0 < share < 1 else 1} trial(s) per GPU): pack "
-                "fewer trials per GPU (raise resources.gpus) or lower eval.samples"
+                "fewer trials per GPU (raise resources.gpus) or lower eval.samples",
             )
-            tune.report({"failed": 1, "error": message, **common()})
             return
         except DivergenceError as exc:
-            report = {"diverged": 1, "error": str(exc), "epoch": trainer.epoch + 1, **common()}
-            report["session_epochs"] += 1  # the epoch that diverged was trained too
-            tune.report(report)
+            session.end("diverged", str(exc), epoch=trainer.epoch + 1)
             return
-        loop_seconds += time.perf_counter() - start
+        session.loop_seconds += time.perf_counter() - start
         if metrics.valid_ll is None:
             continue
         report = {k: v for k, v in metrics.as_dict().items() if v is not None}
         for name in space.objective.metrics:  # never hand Optuna a NaN or an infinity
             value = report.get(name)
             if value is None or not math.isfinite(value):
-                message = f"{name} is {value} at epoch {metrics.epoch}"
-                tune.report({"diverged": 1, "error": message, "epoch": metrics.epoch, **common()})
+                session.end(
+                    "diverged", f"{name} is {value} at epoch {metrics.epoch}", metrics.epoch
+                )
                 return
-        report_with_checkpoint(report)
-    if trainer.epoch == start_epoch:
+        session.report(report)
+    if trainer.epoch == session.start_epoch:
         # Nothing left to train: the checkpoint this session started from (a PBT copy of a
         # finished trial, or a finished trial Tune restarted after an interruption) is already at
         # the budget. Report its last evaluation, so that Tune's last result, and the trial's
         # outcome, are those of the state it holds.
         evaluated = [m for m in trainer.history if m.valid_ll is not None]
         if evaluated:
-            report_with_checkpoint(
-                {k: v for k, v in evaluated[-1].as_dict().items() if v is not None}
-            )
+            session.report({k: v for k, v in evaluated[-1].as_dict().items() if v is not None})
+
+
+NO_COPY = {"copied_from": "", "copied_epoch": -1}
+
+
+def _start_trainer(
+    train_config: TrainConfig, dataset: Dataset, quality: QualityScorer | None, me: str
+) -> tuple[Trainer, dict[str, Any]]:
+    """The trial's trainer: from Tune's checkpoint if it has one (its own, or under pbt a
+    copied one: then which trial and epoch it came from), else a new one."""
+    from gansearch.trainer import Trainer
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return Trainer(train_config, dataset, quality=quality), dict(NO_COPY)
+    with checkpoint.as_directory() as directory:
+        # The trial's own configuration: under pbt it may hold new values of the mutated
+        # settings, which the copied state continues with.
+        trainer = Trainer.from_checkpoint(
+            Path(directory) / CHECKPOINT_FILE,
+            dataset,
+            config=train_config,
+            quality=quality,
+            may_change=MUTABLE_SETTINGS,
+        )
+        origin_file = Path(directory) / ORIGIN_FILE
+        origin = json.loads(origin_file.read_text()) if origin_file.exists() else {}
+    if origin.get("trial_id") not in (None, me):
+        return trainer, {"copied_from": origin["trial_id"], "copied_epoch": int(origin["epoch"])}
+    return trainer, dict(NO_COPY)
+
+
+class _TrialSession:
+    """One run of the trainable (a session): what its reports carry, and how they are made.
+
+    It trains epochs start_epoch+1, ...: the session's own count is what the trial-epoch budget
+    adds up (a retry or a copied checkpoint starts a new session). Under pbt every report carries
+    the values in force and the copy keys (empty when nothing was copied: Tune's progress.csv
+    keeps only its first row's keys); the first report names the checkpoint it started from.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        trainer: Trainer,
+        trial_id: str,
+        node: str,
+        in_force: dict[str, Any],
+        copied: dict[str, Any],
+    ) -> None:
+        self.space, self.trainer, self.trial_id, self.node = space, trainer, trial_id, node
+        self.in_force, self.copied = in_force, copied
+        self.id, self.start_epoch = uuid.uuid4().hex[:12], trainer.epoch
+        self.loop_seconds = 0.0
+
+    def common(self) -> dict[str, Any]:
+        """What every report carries."""
+        fields: dict[str, Any] = {
+            "session": self.id,
+            "session_epochs": self.trainer.epoch - self.start_epoch,
+            "reported_at": time.time(),
+            "node": self.node,
+        }
+        if self.space.scheduler.type == "pbt":
+            fields["hp"] = dict(self.in_force)
+            fields.update(self.copied)
+            self.copied = dict(NO_COPY)
+        return fields
+
+    def report(self, report: dict[str, Any]) -> None:
+        """An evaluated epoch's report to Tune, with the trainer's checkpoint."""
+        import torch
+
+        trainer = self.trainer
+        report["loop_seconds"] = self.loop_seconds
+        report["threads"] = torch.get_num_threads()
+        report["diverged"] = 0
+        report.update(self.common())
+        if trainer.device.type == "cuda":  # what packing trials on one GPU costs each of them
+            report["gpu_memory_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+        if self.space.scheduler.type == "pbt" and trainer.epoch < self.space.budget.max_epochs:
+            report[PBT_TIME] = trainer.epoch  # the scheduler's clock: no copy after the last epoch
+        with tempfile.TemporaryDirectory(prefix="gansearch-ckpt-") as directory:
+            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            origin = {"trial_id": self.trial_id, "epoch": trainer.epoch}
+            (Path(directory) / ORIGIN_FILE).write_text(json.dumps(origin))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    def end(self, outcome: str, error: str, epoch: int | None = None) -> None:
+        """The trial's last report: it `outcome` ("diverged" or "failed") because of `error`;
+        a divergence at `epoch` counts that epoch as trained."""
+        report = {outcome: 1, "error": error, **self.common()}
+        if epoch is not None:
+            report["epoch"] = epoch
+            report["session_epochs"] = epoch - self.start_epoch
+        tune.report(report)
 
 
 def _trial_dataset(data: DataConfig, data_dir: str | None, node: str) -> Dataset:
@@ -1378,6 +1413,56 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         return _run_locked(space, options, out, say, started, results_dir, experiment_dir)
 
 
+def _space_to_run(space: SearchSpace, options: RunOptions, experiment_dir: Path) -> SearchSpace:
+    """The space this run runs: a new search's with the command line's budget, or the stored
+    one of the search it resumes (whose state must be trusted before Ray unpickles it)."""
+    exists = tune.Tuner.can_restore(str(experiment_dir))
+    if options.resume and not exists:
+        raise UsageError(f"--resume: no experiment to continue at {experiment_dir}")
+    if not options.resume and exists:
+        raise UsageError(
+            f"experiment {experiment_dir} exists: continue it with --resume, or choose another "
+            "--name"
+        )
+    if options.resume:
+        check_trusted(experiment_dir)
+        return _resume_space(space, experiment_dir, options.budget_overrides)
+    if options.budget_overrides:
+        return space.with_budget(**options.budget_overrides)
+    return space
+
+
+def _start_line(space: SearchSpace, resume: bool, experiment_dir: Path, tracking_uri: str) -> str:
+    """The first progress line: what runs, how, and where its results go."""
+    b = space.budget
+    total = f" ({b.trial_epochs} trial-epochs in all)" if b.trial_epochs else ""
+    return (
+        f"{'resuming' if resume else 'starting'} {experiment_dir.name}: {b.trials} trials of at "
+        f"most {b.max_epochs} epochs{total}, {b.concurrency} at a time, "
+        f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}; "
+        f"MLflow: {tracking_uri}"
+    )
+
+
+def _ended_search(
+    result_grid: Any, space: SearchSpace, experiment_dir: Path, progress: ProgressCallback
+) -> tuple[pd.DataFrame, bool]:
+    """The results table of a search that ended, and whether it was interrupted (it did not
+    run every trial, and not because the trial-epoch budget was spent)."""
+    spent = progress.budget is not None and progress.budget.stop_all()
+    table = results_table(
+        result_grid,
+        space,
+        trial_log=read_trial_log(experiment_dir),
+        budget_spent=spent,
+        reports=read_reports(experiment_dir),
+    )
+    interrupted = (len(result_grid) < space.budget.trials and not spent) or bool(
+        (table["status"] == "interrupted").any() if not table.empty else False
+    )
+    return table, interrupted
+
+
 def _run_locked(
     space: SearchSpace,
     options: RunOptions,
@@ -1389,19 +1474,7 @@ def _run_locked(
 ) -> SearchOutcome:
     """run_search, once this process holds the experiment directory."""
     name = experiment_dir.name
-    exists = tune.Tuner.can_restore(str(experiment_dir))
-    if options.resume and not exists:
-        raise UsageError(f"--resume: no experiment to continue at {experiment_dir}")
-    if not options.resume and exists:
-        raise UsageError(
-            f"experiment {experiment_dir} exists: continue it with --resume, or choose another "
-            "--name"
-        )
-    if options.resume:
-        check_trusted(experiment_dir)  # before Ray unpickles anything of it
-        space = _resume_space(space, experiment_dir, options.budget_overrides)
-    elif options.budget_overrides:
-        space = space.with_budget(**options.budget_overrides)
+    space = _space_to_run(space, options, experiment_dir)
     # Fail on missing or corrupt data before starting anything (downloads if needed).
     dataset = load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
     quality = _quality_scorer(space, dataset, out)
@@ -1457,34 +1530,13 @@ def _run_locked(
             tags={"gansearch.space_file": str(Path(space.source).resolve())},
             warn=progress.say,
         )
-        progress.say(
-            f"{'resuming' if options.resume else 'starting'} {name}: {space.budget.trials} trials "
-            f"of at most {space.budget.max_epochs} epochs"
-            + (
-                f" ({space.budget.trial_epochs} trial-epochs in all)"
-                if space.budget.trial_epochs
-                else ""
-            )
-            + f", {space.budget.concurrency} at a time, "
-            f"{space.search.algorithm} + {space.scheduler.type}; results in {experiment_dir}; "
-            f"MLflow: {tracking_uri}"
-        )
+        progress.say(_start_line(space, options.resume, experiment_dir, tracking_uri))
         tuner = _build_tuner(
             space, options, experiment_dir, progress, tracker, quality, stopper, optuna_storage
         )
         fitting = stop.stopping = True
         result_grid = tuner.fit()
-        spent = progress.budget is not None and progress.budget.stop_all()
-        table = results_table(
-            result_grid,
-            space,
-            trial_log=read_trial_log(experiment_dir),
-            budget_spent=spent,
-            reports=read_reports(experiment_dir),
-        )
-        interrupted = (len(result_grid) < space.budget.trials and not spent) or bool(
-            (table["status"] == "interrupted").any() if not table.empty else False
-        )
+        table, interrupted = _ended_search(result_grid, space, experiment_dir, progress)
         results = write_results(experiment_dir, _parquet_safe(table))
         summary, tags = _best_summary(table, space)
         tracker.finish(interrupted, [experiment_dir / SPACE_COPY, results], summary, tags)

@@ -15,7 +15,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +28,11 @@ from gansearch.train_config import (
     config_to_dict,
     load_config,
 )
+
+if TYPE_CHECKING:
+    from gansearch.data.base import Dataset
+    from gansearch.quality import QualityScorer
+    from gansearch.trainer import Trainer
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -88,6 +93,26 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume), then evaluate with the final Parzen settings and draw samples."""
+    from gansearch.data import load_dataset
+
+    config, out = _config_and_out(args)
+    checkpoint = out / CHECKPOINT
+    dataset = load_dataset(config.data.name, args.data_dir, fold=config.data.fold)
+    quality = None
+    if config.eval.quality:
+        from gansearch.quality import load_scorer
+
+        quality = load_scorer(dataset, say=lambda text: print(text, flush=True))
+    trainer = _train(args, config, dataset, quality, out)
+    png, summary = _final_evaluation(trainer, config, dataset, quality, out)
+    write_text(out / METRICS, json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {checkpoint}, {png} and {out / METRICS}", file=sys.stderr)
+    return 0
+
+
+def _config_and_out(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    """The configuration with the command line's changes, and the output directory (checked
+    against --resume before anything is loaded)."""
     config = load_config(args.config)
     overrides = parse_sets(args.set)
     if args.epochs is not None:
@@ -104,17 +129,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{checkpoint} already exists: pass --resume to continue it or choose another --out"
         )
+    return config, out
 
-    from gansearch.data import load_dataset
-    from gansearch.figures import sample_grid
+
+def _train(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    dataset: Dataset,
+    quality: QualityScorer | None,
+    out: Path,
+) -> Trainer:
+    """Train to `config.epochs` (from the checkpoint with --resume), printing every epoch and
+    keeping checkpoint.pt (every epoch), best.pt (best validation epoch) and, if asked, every
+    evaluated epoch's checkpoint."""
     from gansearch.trainer import EpochMetrics, Trainer, best_epoch
 
-    dataset = load_dataset(config.data.name, args.data_dir, fold=config.data.fold)
-    quality = None
-    if config.eval.quality:
-        from gansearch.quality import load_scorer
-
-        quality = load_scorer(dataset, say=lambda text: print(text, flush=True))
+    checkpoint = out / CHECKPOINT
     if args.resume:
         _check_same_run(load_stored_config(checkpoint), config, str(args.config))
         trainer = Trainer.from_checkpoint(checkpoint, dataset, config=config, quality=quality)
@@ -152,6 +182,21 @@ def run(args: argparse.Namespace) -> int:
     trainer.fit(config.epochs, callback=report)
     if not checkpoint.exists():  # no epoch was trained (--epochs 0): keep the initial state
         trainer.save_checkpoint(checkpoint)
+    return trainer
+
+
+def _final_evaluation(
+    trainer: Trainer,
+    config: TrainConfig,
+    dataset: Dataset,
+    quality: QualityScorer | None,
+    out: Path,
+) -> tuple[Path, dict[str, Any]]:
+    """The paper's final evaluation of the best validation epoch (else the last), on both sigma
+    grids, the quality metrics if asked, and the sample grid; returns the grid and the summary
+    that metrics.json holds."""
+    from gansearch.figures import sample_grid
+    from gansearch.trainer import Trainer, best_epoch
 
     chosen = best_epoch(trainer.history)
     final = trainer
@@ -227,9 +272,7 @@ def run(args: argparse.Namespace) -> int:
             **scores,
         },
     }
-    write_text(out / METRICS, json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {checkpoint}, {png} and {out / METRICS}", file=sys.stderr)
-    return 0
+    return png, summary
 
 
 def load_stored_config(checkpoint: Path) -> TrainConfig:
