@@ -24,6 +24,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import time
 import uuid
@@ -277,16 +278,15 @@ def experiment_lock(experiment_dir: Path, say: Any = None) -> Iterator[None]:
     experiment_dir = Path(experiment_dir)
     created = [d for d in (experiment_dir, *experiment_dir.parents) if not d.exists()]
     path = experiment_dir / LOCK_FILE
-    try:
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
-    except OSError as exc:
-        raise UsageError(
-            f"{experiment_dir}: cannot write there ({exc.strerror or type(exc).__name__}): "
-            "choose a --results-dir you can write to"
-        ) from None
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            experiment_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(
+                f"{experiment_dir}: cannot write there ({exc.strerror or type(exc).__name__}): "
+                "choose a --results-dir you can write to"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -369,27 +369,29 @@ def check_trusted(experiment_dir: Path, option: str = "--resume") -> None:
     point at such files.
     """
     uid = os.getuid()
+    entries = [Path(experiment_dir)]
     for root, dirs, files in os.walk(experiment_dir):
-        for path in [Path(root), *(Path(root) / name for name in (*dirs, *files))]:
-            entry = path.lstat()
+        entries += [Path(root) / name for name in (*dirs, *files)]
+    for path in entries:
+        entry = path.lstat()
+        if entry.st_uid != uid:
+            _untrusted(option, path, f"belongs to user {_user(entry.st_uid)}, not to you")
+        if stat.S_ISLNK(entry.st_mode):
+            try:
+                entry = path.stat()
+            except OSError:
+                _untrusted(option, path, "is a broken symbolic link")
             if entry.st_uid != uid:
-                _untrusted(option, path, f"belongs to user {_user(entry.st_uid)}, not to you")
-            if path.is_symlink():
-                try:
-                    entry = path.stat()
-                except OSError:
-                    _untrusted(option, path, "is a broken symbolic link")
-                if entry.st_uid != uid:
-                    _untrusted(option, path, "links to a file that is not yours")
-            if entry.st_mode & 0o022:
-                groups = [("its group", 0o020), ("other users", 0o002)]
-                who = " and ".join(name for name, bit in groups if entry.st_mode & bit)
-                _untrusted(
-                    option,
-                    path,
-                    f"can be written by {who} (if you trust what is in it: chmod -R go-w "
-                    f"{experiment_dir})",
-                )
+                _untrusted(option, path, "links to a file that is not yours")
+        if entry.st_mode & 0o022:
+            groups = [("its group", 0o020), ("other users", 0o002)]
+            who = " and ".join(name for name, bit in groups if entry.st_mode & bit)
+            _untrusted(
+                option,
+                path,
+                f"can be written by {who} (if you trust what is in it: chmod -R go-w "
+                f"{experiment_dir})",
+            )
 
 
 def _untrusted(option: str, path: Path, why: str) -> None:

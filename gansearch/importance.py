@@ -11,13 +11,14 @@ A multi-objective search gets importances per objective.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from gansearch.space import optuna_value
 
 if TYPE_CHECKING:
     from gansearch.space import SearchSpace
@@ -110,13 +111,12 @@ def _importances(results: pd.DataFrame, space: SearchSpace, seed: int) -> Import
 
 
 def _optuna_value(value: Any) -> Any:
-    """A results-table value as Optuna stores it (list-valued choices as JSON text)."""
+    """A results-table value (numpy from Parquet) as Optuna stores it; None when missing."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars to plain Python
+        value = value.tolist()
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        value = value.tolist() if hasattr(value, "tolist") else list(value)
-        return json.dumps(value) if isinstance(value, list) else value
-    return value
+    return optuna_value(value)
 
 
 def importance_markdown(result: Importances) -> str:

@@ -809,8 +809,7 @@ def _write_trial_files(
 def _references(context: _Context, options: ReportOptions) -> list[ReferenceRow]:
     """The real-data and k-means reference rows, measured with the search's final protocol
     (on by default where the data set has class labels)."""
-    wanted = options.references
-    if not wanted and (wanted is not None or context.scorer is None):
+    if options.references is False or (options.references is None and context.scorer is None):
         return []
     from gansearch.references import reference_rows
     from gansearch.trainer import parzen_protocol

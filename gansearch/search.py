@@ -436,7 +436,8 @@ class GansearchOptunaSearch(OptunaSearch):
         import optuna
 
         held = {t.number for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        running = (optuna.trial.TrialState.RUNNING,)
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=running):
             if frozen.number not in held:
                 return optuna.trial.Trial(self._ot_study, frozen._trial_id)
         return None
@@ -1094,7 +1095,9 @@ def _build_pbt_tuner(space: SearchSpace, trainable: Any, run_config: Any) -> Any
     }
     # Ray's scheduler draws its choices from the `random` module: seed it for repeatable runs.
     random.seed(space.search.seed)
-    logging.getLogger("ray.tune.schedulers.pbt").addFilter(_LastReportFilter())
+    pbt_logger = logging.getLogger("ray.tune.schedulers.pbt")
+    if not any(isinstance(f, _LastReportFilter) for f in pbt_logger.filters):
+        pbt_logger.addFilter(_LastReportFilter())
     scheduler = _SynchronousPBT(
         time_attr=PBT_TIME,
         require_attrs=False,  # a trial's last report leaves the clock out
@@ -1384,16 +1387,13 @@ def _resume_space(given: SearchSpace, experiment_dir: Path, overrides: Mapping[s
 
 
 def _quality_scorer(
-    space: SearchSpace, dataset: Dataset, out: TextIO | None
+    space: SearchSpace, dataset: Dataset, say: Callable[[str], None]
 ) -> QualityScorer | None:
     """The quality classifier the trials score their samples with (trained once, then cached),
     or None when the space asks for no quality metric."""
     if not space.objective.needs_quality:
         return None
     from gansearch.quality import load_scorer
-
-    def say(text: str) -> None:
-        print(f"gansearch: {text}", file=out or sys.stderr, flush=True)
 
     return load_scorer(dataset, say=say)
 
@@ -1477,7 +1477,7 @@ def _run_locked(
     space = _space_to_run(space, options, experiment_dir)
     # Fail on missing or corrupt data before starting anything (downloads if needed).
     dataset = load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
-    quality = _quality_scorer(space, dataset, out)
+    quality = _quality_scorer(space, dataset, say)
 
     # MLflow: an unreachable server fails here; opening the store (5 to 8 s for a new SQLite
     # file) overlaps with starting Ray.

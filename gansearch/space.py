@@ -119,7 +119,7 @@ class Param:
         """The Optuna distribution (list-valued choices travel as JSON strings)."""
         if self.distribution == "categorical":
             return optuna.distributions.CategoricalDistribution(
-                [_encode(choice) for choice in self.choices or ()]
+                [optuna_value(choice) for choice in self.choices or ()]
             )
         if self.distribution == "int":
             return optuna.distributions.IntDistribution(
@@ -144,7 +144,8 @@ class Param:
         return [self.low, self.high]
 
 
-def _encode(choice: Any) -> Any:
+def optuna_value(choice: Any) -> Any:
+    """A parameter value as Optuna stores it: list-valued choices as JSON text."""
     return json.dumps(choice) if isinstance(choice, (list, tuple, dict)) else choice
 
 
@@ -622,7 +623,7 @@ def load_space(path: str | Path) -> SearchSpace:
     for param in params:  # every bound and choice must be a setting the trainer accepts
         for value in param.extremes():
             try:
-                _apply(trainer, params, {param.key: _encode(value)}, source)
+                _apply(trainer, params, {param.key: optuna_value(value)}, source)
             except ConfigError as exc:
                 reason = str(exc).split(": ", 2)[-1]
                 fail(source, f"params.{param.key}", f"value {value!r} is impossible: {reason}")

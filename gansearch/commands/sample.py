@@ -67,24 +67,31 @@ def run(args: argparse.Namespace) -> int:
         args.tracking_uri, experiment_dir.parent, stored_tracking_uri(experiment_dir)
     )
     store = TrackingStore.open(uri, experiment_dir.parent)
-    reported = reported_generators(store, experiment_dir, stored_search_id(experiment_dir))
-    listed = ", ".join(f"rank {r}: run {i}" for r, i in reported.items()) or "none"
-    if args.run_id is not None:
+
+    def reported() -> dict[int, str]:
+        """Report rank -> run of every logged generator of the search."""
+        return reported_generators(store, experiment_dir, stored_search_id(experiment_dir))
+
+    def listed(found: dict[int, str]) -> str:
+        return ", ".join(f"rank {r}: run {i}" for r, i in found.items()) or "none"
+
+    if args.run_id is not None:  # the search's generators are listed only if it is not one
         if not has_generator(store, args.run_id):
             raise UsageError(
                 f"--run-id {args.run_id}: that run holds no generator; generators of "
-                f"{experiment_dir.name}: {listed}"
+                f"{experiment_dir.name}: {listed(reported())}"
             )
         run_id = args.run_id
-    elif args.rank in reported:
-        run_id = reported[args.rank]
-    elif not reported:
-        raise UsageError(
-            f"{experiment_dir.name}: no generator in MLflow ({uri}): run `gansearch report "
-            f"--results-dir {experiment_dir.parent} --experiment {experiment_dir.name}` first"
-        )
     else:
-        raise UsageError(f"--rank {args.rank}: no such configuration; {listed}")
+        found = reported()
+        if not found:
+            raise UsageError(
+                f"{experiment_dir.name}: no generator in MLflow ({uri}): run `gansearch report "
+                f"--results-dir {experiment_dir.parent} --experiment {experiment_dir.name}` first"
+            )
+        if args.rank not in found:
+            raise UsageError(f"--rank {args.rank}: no such configuration; {listed(found)}")
+        run_id = found[args.rank]
 
     model, meta = load_generator(store, run_id)
     noise = NoiseSpec(**meta["noise"])
