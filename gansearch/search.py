@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
 import dataclasses
 import functools
 import json
@@ -46,6 +47,7 @@ import optuna
 import pandas as pd
 import ray
 from ray import tune
+from ray.train._internal.session import _TrainingResult
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import (
     ASHAScheduler,
@@ -53,6 +55,8 @@ from ray.tune.schedulers import (
     MedianStoppingRule,
     PopulationBasedTraining,
 )
+from ray.tune.schedulers.pbt import _make_experiment_tag
+from ray.tune.schedulers.trial_scheduler import TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -146,14 +150,22 @@ class SearchOutcome:
 
 
 def _chaos(space: SearchSpace, epoch: int) -> None:
-    """Fault injection (space.chaos): on a trial's first attempt only, crash or die at `epoch`."""
+    """Fault injection (space.chaos): once per trial, crash, die or diverge at `epoch`."""
     chaos = space.chaos
-    if epoch not in (chaos.crash_at_epoch, chaos.kill_at_epoch):
+    kinds = {
+        chaos.kill_at_epoch: "kill",
+        chaos.crash_at_epoch: "crash",
+        chaos.diverge_at_epoch: "diverge",
+    }
+    kind = kinds.get(epoch)
+    if kind is None:
         return
-    kind = "kill" if epoch == chaos.kill_at_epoch else "crash"
+    context = tune.get_context()
+    index = re.search(r"_(\d+)$", context.get_trial_id() or "")
+    if chaos.trials is not None and (index is None or int(index[1]) not in chaos.trials):
+        return
     # The trial's folder in the experiment's storage outlives its worker processes (the local
     # trial directory does not: a restarted trial may get another one).
-    context = tune.get_context()
     storage = context.get_storage()
     folder = getattr(storage, "trial_fs_path", None) or context.get_trial_dir()
     marker = Path(folder) / f"chaos-{kind}-fired"
@@ -163,6 +175,8 @@ def _chaos(space: SearchSpace, epoch: int) -> None:
     marker.write_text(str(epoch))
     if kind == "kill":
         os._exit(17)  # the worker process dies, as on a lost node or an OOM kill
+    if kind == "diverge":
+        raise DivergenceError(f"chaos: injected divergence at epoch {epoch}")
     raise RuntimeError(f"chaos: injected crash at the start of epoch {epoch}")
 
 
@@ -199,9 +213,9 @@ def train_trial(
     session = _TrialSession(space, trainer, me, node, in_force, copied)
     max_epochs = space.budget.max_epochs
     while trainer.epoch < max_epochs:
-        _chaos(space, trainer.epoch + 1)
         start = time.perf_counter()
         try:
+            _chaos(space, trainer.epoch + 1)
             metrics = trainer.run_epoch()
         except torch.cuda.OutOfMemoryError:
             share = space.resources.gpus
@@ -396,14 +410,25 @@ class GansearchOptunaSearch(OptunaSearch):
       population proposes some twice) is not trained again: training is deterministic, so the
       Optuna trial is told the earlier result, marked with the user attribute `reused_from`,
       and Optuna is asked again.
+    - The space's `search.start_with` configurations are enqueued: Optuna proposes them first
+      (a key a configuration leaves out is sampled as usual).
     - Every Optuna trial records its Tune trial (user attribute `tune_trial_id`). After a
       resume, a proposal the interrupted driver had made but no Tune trial kept is handed to the
       next Tune trial, so the study holds one Optuna trial per Tune trial.
     """
 
-    def __init__(self, *args: Any, on_reuse: Callable[[str], None] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        on_reuse: Callable[[str], None] | None = None,
+        start_with: tuple[dict[str, Any], ...] = (),
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.on_reuse = on_reuse
+        if not self._ot_study.get_trials(deepcopy=False):  # a new study: what to try first
+            for point in start_with:
+                self._ot_study.enqueue_trial(dict(point))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -746,6 +771,11 @@ class ProgressCallback:
             self.budget(trial_id, dict(result))
         record = self.record(trial_id)
         record.last_epoch = int(result.get("epoch", record.last_epoch))
+        if result.get("diverged") and self.space.scheduler.type == "pbt":
+            self.say(
+                f"trial {trial_id} diverged at epoch {record.last_epoch} ({result.get('error')}): "
+                "it goes on from a copy of the best member"
+            )
         metric = self.space.objective.primary
         value = result.get(metric)
         if value is not None and math.isfinite(value):
@@ -979,6 +1009,7 @@ def _build_tuner(
         storage=optuna.storages.RDBStorage(optuna_storage) if optuna_storage else None,
         study_name=optuna_study_name(experiment_dir),
         on_reuse=progress.say,
+        start_with=space.search.start_with,
     )
     scheduler: Any
     if space.scheduler.type == "asha":
@@ -1036,30 +1067,124 @@ def _clip_to_ranges(config: dict, ranges: Mapping[str, tuple[float, float]]) -> 
 
 
 class _SynchronousPBT(PopulationBasedTraining):
-    """Ray Tune's synchronous PopulationBasedTraining that never leaves its population waiting.
+    """Ray Tune's synchronous PopulationBasedTraining that never leaves its population waiting
+    and never loses a member to divergence.
 
     Ray's scheduler resumes a paused trial only while it is behind the next synchronisation time.
     A resumed search restores the trials but restarts that time at the burn-in period, and trials
     that end or copy across a synchronisation point can leave the last one ahead of it: then
     nothing runs again. When no trial is running and some are waiting, the next
     synchronisation moves one perturbation interval past the furthest waiting trial.
+
+    A member that reports a divergence is replaced at once, as a bottom member is at a ranking:
+    it continues from the latest checkpoint of the best other member (by the score that
+    checkpoint was saved with) with that member's values perturbed, so the population keeps its
+    size and the replacement trains only what the copy trains. Before any other member has a
+    checkpoint it waits, paused, for the first one; if none can come, it ends diverged.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._awaiting_donor: list[Any] = []  # diverged members with nobody to copy yet
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if result.get("diverged"):
+            if trial.status != Trial.PAUSED:
+                tune_controller.pause_trial(trial, should_checkpoint=False)
+            self._awaiting_donor.append(trial)
+            self._replace_diverged(tune_controller)
+            return TrialScheduler.NOOP
+        self._replace_diverged(tune_controller)
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def _replace_diverged(self, tune_controller: Any) -> None:
+        """Give every diverged member waiting for one a copy of the best other member."""
+        for trial in list(self._awaiting_donor):
+            donor = self._donor(tune_controller)
+            if donor is None:
+                return
+            self._awaiting_donor.remove(trial)
+            self._copy_into(trial, *donor)
+
+    def _donor(self, tune_controller: Any) -> tuple[Any, Any] | None:
+        """The member to copy and its latest checkpoint's training result: the best score
+        among members that hold a finite-scored checkpoint, unfinished ones first."""
+        ranked = []
+        for other in tune_controller.get_trials():
+            if other in self._awaiting_donor or other.status == Trial.ERROR:
+                continue
+            latest = other.run_metadata.checkpoint_manager.latest_checkpoint_result
+            score = (latest.metrics or {}).get(self._metric) if latest is not None else None
+            if latest is None or latest.checkpoint is None or score is None:
+                continue
+            if not math.isfinite(float(score)) or (latest.metrics or {}).get("diverged"):
+                continue
+            unfinished = other.status != Trial.TERMINATED
+            ranked.append(
+                (unfinished, self._metric_op * float(score), other.trial_id, other, latest)
+            )
+        if not ranked:
+            return None
+        *_, donor, latest = max(ranked, key=lambda r: r[:3])
+        return donor, latest
+
+    def _copy_into(self, trial: Any, donor: Any, latest: Any) -> None:
+        """PBT's exploit step for a paused `trial`: the donor's checkpoint and perturbed values."""
+        new_config, _ = self._get_new_config(trial, donor)
+        state, donor_state = self._trial_state[trial], self._trial_state[donor]
+        trial.set_experiment_tag(
+            _make_experiment_tag(state.orig_tag, new_config, self._hyperparam_mutations)
+        )
+        trial.set_config(new_config)
+        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=copy.copy(latest.checkpoint), metrics=latest.metrics
+        )
+        copied_at = int(latest.metrics.get(PBT_TIME, latest.metrics.get("epoch", 0)))
+        state.last_perturbation_time = donor_state.last_perturbation_time
+        state.last_train_time = min(copied_at, donor_state.last_train_time or copied_at)
+        state.last_score = self._metric_op * float(latest.metrics[self._metric])
+        state.last_result = latest.metrics
+        self._num_perturbations += 1
+        log.info("pbt: diverged trial %s continues from trial %s", trial.trial_id, donor.trial_id)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        if trial in self._awaiting_donor:
+            self._awaiting_donor.remove(trial)
+        super().on_trial_remove(tune_controller, trial)
+
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        trial = super().choose_trial_to_run(tune_controller)
+        trial = self._choose(tune_controller)
         if trial is not None:
             return trial
         live = tune_controller.get_live_trials()
         if any(t.status == Trial.RUNNING for t in live):
             return None  # the waiting trials wait for it
         waiting = [
-            t for t in live if t.status in (Trial.PAUSED, Trial.PENDING) and t in self._trial_state
+            t
+            for t in live
+            if t.status in (Trial.PAUSED, Trial.PENDING)
+            and t in self._trial_state
+            and t not in self._awaiting_donor
         ]
         if not waiting:
+            for diverged in list(self._awaiting_donor):  # nobody left to copy: they end
+                self._awaiting_donor.remove(diverged)
+                tune_controller.stop_trial(diverged)
             return None
         furthest = max(self._trial_state[t].last_train_time for t in waiting)
         self._next_perturbation_sync = furthest + self._perturbation_interval
-        return super().choose_trial_to_run(tune_controller)
+        return self._choose(tune_controller)
+
+    def _choose(self, tune_controller: Any) -> Any:
+        """Ray's choice among the trials that may run (not those waiting for a donor)."""
+        awaiting = {id(t): self._trial_state[t].last_train_time for t in self._awaiting_donor}
+        for trial in self._awaiting_donor:  # out of Ray's reach: never behind the sync time
+            self._trial_state[trial].last_train_time = math.inf
+        try:
+            return super().choose_trial_to_run(tune_controller)
+        finally:
+            for trial in self._awaiting_donor:
+                self._trial_state[trial].last_train_time = awaiting[id(trial)]
 
 
 class _LastReportFilter(logging.Filter):
@@ -1070,10 +1195,12 @@ class _LastReportFilter(logging.Filter):
 
 
 def first_population(space: SearchSpace) -> list[dict[str, Any]]:
-    """pbt's first population: the first `budget.trials` draws of Optuna's random sampler with
-    the space's seed, the configurations a random search of the same space starts with (so the
-    two can be compared trial for trial)."""
+    """pbt's first population: the space's `search.start_with` configurations, then draws of
+    Optuna's random sampler with the space's seed, `budget.trials` in all: the configurations a
+    random search of the same space starts with (so the two can be compared trial for trial)."""
     study = optuna.create_study(sampler=make_sampler(space.search))
+    for point in space.search.start_with:
+        study.enqueue_trial(dict(point))
     distributions = space.optuna_space()
     return [dict(study.ask(distributions).params) for _ in range(space.budget.trials)]
 
@@ -1288,14 +1415,18 @@ def _best_checkpoint(result: Any, metric: str) -> str | None:
 
 
 def _lineage(history: pd.DataFrame | None) -> str:
-    """The checkpoints a pbt trial copied, in order ("" when it copied none)."""
+    """The checkpoints a pbt trial copied, in order ("" when it copied none), each marked when
+    it replaced a diverged state."""
     if history is None or "copied_from" not in history:
         return ""
-    return "; ".join(
-        lineage_entry(row["copied_from"], int(row["copied_epoch"]))
-        for row in history.to_dict("records")
-        if isinstance(row["copied_from"], str) and row["copied_from"]
-    )
+    entries, diverged_at = [], None
+    for row in history.to_dict("records"):
+        if row.get("diverged") == 1:
+            diverged_at = int(row["epoch"])
+        if isinstance(row["copied_from"], str) and row["copied_from"]:
+            entries.append(lineage_entry(row["copied_from"], int(row["copied_epoch"]), diverged_at))
+            diverged_at = None
+    return "; ".join(entries)
 
 
 def _nodes(history: pd.DataFrame | None) -> str:

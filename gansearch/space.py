@@ -12,12 +12,13 @@ A search space is YAML with these sections (search_spaces/digits.yaml is a compl
       discriminator.keep_probs[0]: {distribution: uniform, low: 0.5, high: 1.0}  # one entry
       discriminator.units: {distribution: categorical, choices: [[240, 240], [480, 480]]}
     search: {algorithm: tpe, seed: 0, options: {}}          # Optuna sampler and its options
+      # start_with: [{optim.lr_d: 0.1, optim.k: 1, ...}]      # configurations to try first
     scheduler: {type: asha, grace_period: 2, reduction_factor: 3}   # or median, pbt, none
     budget: {trials: 20, max_epochs: 10, trial_epochs: null, time_limit: null, concurrency: 2}
     resources: {cpus: 1, gpus: 0, max_failures: 2}
     objective: {metric: valid_ll, eval_every: 1, samples: 2000, n_valid: 1000, quality: false}
     results: {dir: runs}
-    chaos: {crash_at_epoch: null, kill_at_epoch: null}   # a testing aid, see below
+    chaos: {crash_at_epoch: null, kill_at_epoch: null, diverge_at_epoch: null, trials: null}
 
 `objective.metric` is one metric or a list: `[valid_ll, fid]` makes the search multi-objective
 (NSGA-II unless `search.algorithm` names another multi-objective sampler), and its result is a
@@ -25,6 +26,11 @@ Pareto front; the first metric is the primary one, which early stopping uses. Me
 (maximised), fid, class_kl (minimised), classes_covered, confidence (maximised); the last four
 come from gansearch.quality's classifier, computed on the same samples as valid_ll at every
 evaluation epoch (also logged, without being objectives, with `quality: true`).
+
+`search.start_with` lists configurations to try first, each a mapping of searched keys to values
+(a key left out is drawn as usual): the first trials of an Optuna search (its enqueued trials),
+the first members of a pbt population. Each value must lie in its parameter's distribution,
+and there may be no more of them than `budget.trials`.
 
 `scheduler.type: pbt` is population-based training: `budget.trials` random configurations (so
 `search.algorithm: random`) trained side by side, and every `perturbation_interval` epochs after
@@ -35,7 +41,9 @@ parameters listed in `mutate`, which must be settings the trainer can change mid
 
 `chaos` is a testing aid, not a search setting: with it, every trial's first attempt raises
 (`crash_at_epoch`) or kills its worker process (`kill_at_epoch`) at the start of that epoch, to
-see retries from checkpoints work (`resources.max_failures`). Leave it out of real searches.
+see retries from checkpoints work (`resources.max_failures`), or reports a divergence there
+(`diverge_at_epoch`, once per trial), to see pbt replace a diverged member; `trials` limits it
+to the trials of those indices (0 is the first trial). Leave it out of real searches.
 
 `load_space` validates all of it before anything starts; every error names the file, the key
 path and the reason. A scalar searched for a list setting (layer widths, keep-probabilities) sets
@@ -157,6 +165,9 @@ class SearchAlgorithm:
     algorithm: SamplerName | None = setting(None, noun="algorithm")
     seed: int | None = 0
     options: dict = field(default_factory=dict)
+    # Configurations to try first (searched key -> value), checked against the space by
+    # load_space and stored as Optuna records them (list-valued choices as JSON text).
+    start_with: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,11 +256,14 @@ class Results:
 
 @dataclass(frozen=True)
 class Chaos:
-    """Fault injection, to see retries work: on its first attempt every trial crashes (raises)
-    or is killed (its worker process exits) at the start of the given epoch."""
+    """Fault injection, to see retries and replacements work: on its first attempt every trial
+    (or those listed in `trials`, by index) crashes (raises), is killed (its worker process
+    exits) or diverges at the start of the given epoch."""
 
     crash_at_epoch: int | None = setting(None, ge=1)
     kill_at_epoch: int | None = setting(None, ge=1)
+    diverge_at_epoch: int | None = setting(None, ge=1)
+    trials: tuple[int, ...] | None = setting(None, ge=0)
 
 
 @dataclass(frozen=True)
@@ -629,7 +643,84 @@ def load_space(path: str | Path) -> SearchSpace:
                 fail(source, f"params.{param.key}", f"value {value!r} is impossible: {reason}")
     if parsed["scheduler"].type == "pbt":
         _check_mutations(parsed["scheduler"], params, source)
+    points = _start_points(parsed["search"], params, trainer, parsed["budget"], source)
+    parsed["search"] = dataclasses.replace(parsed["search"], start_with=points)
     return SearchSpace(source=source, name=name, trainer=trainer, params=params, **parsed)
+
+
+def _start_points(
+    search: SearchAlgorithm,
+    params: tuple[Param, ...],
+    trainer: TrainConfig,
+    budget: Budget,
+    source: str,
+) -> tuple[dict, ...]:
+    """`search.start_with`, each value checked against its parameter and each configuration
+    against the trainer; returned with Optuna's encoding of the values."""
+    given = search.start_with
+    _check(
+        len(given) <= budget.trials,
+        source,
+        "search.start_with",
+        f"lists {len(given)} configurations but budget.trials is {budget.trials}: "
+        "every one of them is a trial",
+    )
+    searched = {p.key: p for p in params}
+    points = []
+    for i, entry in enumerate(given):
+        where = f"search.start_with[{i}]"
+        _check(bool(entry), source, where, "an empty configuration: give searched keys and values")
+        point = {}
+        for key, value in entry.items():
+            param = searched.get(key)
+            _check(
+                param is not None,
+                source,
+                f"{where}.{key}",
+                f"not a searched parameter (searched: {', '.join(searched)})",
+            )
+            point[key] = _start_value(param, value, source, f"{where}.{key}")
+        try:
+            _apply(trainer, params, point, source)
+        except ConfigError as exc:
+            fail(source, where, f"the trainer refuses it: {str(exc).split(': ', 2)[-1]}")
+        points.append(point)
+    return tuple(points)
+
+
+def _start_value(param: Param, value: Any, source: str, where: str) -> Any:
+    """One value of a start_with configuration, as Optuna stores it, if `param` could draw it."""
+    if param.distribution == "categorical":
+        choices = [optuna_value(c) for c in param.choices or ()]
+        encoded = optuna_value(value)
+        _check(
+            encoded in choices,
+            source,
+            where,
+            f"{value!r} is not one of the choices {list(param.choices or ())}",
+        )
+        return encoded
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if param.distribution == "int":
+        _check(
+            number and isinstance(value, int), source, where, f"must be an integer, got {value!r}"
+        )
+    else:
+        _check(number, source, where, f"must be a number, got {value!r}")
+        _check(math.isfinite(value), source, where, f"must be finite, got {value!r}")
+        value = float(value)
+    low, high = param.low, param.high
+    _check(low <= value <= high, source, where, f"{value!r} is outside the range {low:g}..{high:g}")
+    if param.step is not None:
+        steps = (value - low) / param.step
+        _check(
+            math.isclose(steps, round(steps), abs_tol=1e-9),
+            source,
+            where,
+            f"{value!r} is not on the grid {low:g}, {low + param.step:g}, ... "
+            f"(step {param.step:g})",
+        )
+    return value
 
 
 def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:

@@ -138,9 +138,13 @@ def param_name(key: str) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", key)
 
 
-def lineage_entry(trial_id: Any, epoch: Any) -> str:
-    """One copy of population-based training, as the lineage tag and results table show it."""
-    return f"epoch {epoch}: copied trial {trial_id}"
+def lineage_entry(trial_id: Any, epoch: Any, diverged_at: Any = None) -> str:
+    """One copy of population-based training, as the lineage tag and results table show it;
+    `diverged_at`: the copy replaced the trial's own state, which diverged at that epoch."""
+    entry = f"epoch {epoch}: copied trial {trial_id}"
+    if diverged_at is None:
+        return entry
+    return f"{entry} (replacing its own state, diverged at epoch {diverged_at})"
 
 
 def _failure(uri: str, exc: Exception) -> TrackingError:
@@ -271,6 +275,7 @@ class _ChildRun:
     run_id: str
     last_step: int = 0  # the last epoch logged (a resumed trial re-reports none twice)
     lineage: list[str] = field(default_factory=list)  # pbt: the checkpoints it copied
+    diverged_at: int | None = None  # pbt: the epoch its own state diverged, until replaced
 
 
 @dataclass
@@ -484,6 +489,7 @@ class SearchTracker:
         ]
         if result.get("diverged"):
             metrics.append(Metric("diverged", 1.0, stamp, epoch))
+            child.diverged_at = epoch  # pbt replaces such a member with a copy
         # Population-based training: the mutable values in force (hp.<key>), so the run's charts
         # show its schedule, and the checkpoints it copied (the lineage tag).
         for key, value in (result.get("hp") or {}).items():
@@ -491,7 +497,10 @@ class SearchTracker:
                 metrics.append(Metric(f"hp.{param_name(key)}", number, stamp, epoch))
         tags = []
         if result.get("copied_from"):
-            child.lineage.append(lineage_entry(result["copied_from"], result.get("copied_epoch")))
+            child.lineage.append(
+                lineage_entry(result["copied_from"], result.get("copied_epoch"), child.diverged_at)
+            )
+            child.diverged_at = None
             tags.append(RunTag(TAG_LINEAGE, "; ".join(child.lineage)[:5000]))
         if metrics or tags:
             self.store.client.log_batch(child.run_id, metrics=metrics, tags=tags)
