@@ -47,6 +47,8 @@ TRIALS_FILE = "trials.jsonl"
 RESULTS_FILE = "results.parquet"
 LOCK_FILE = ".gansearch.lock"
 DRIVER_LOG = "driver.log"  # Ray's and Optuna's messages during a search
+CHECKPOINT_FILE = "trainer.pt"  # a trial's trainer state inside each of its Tune checkpoints
+UNUSABLE = ("diverged", "failed", "not started")  # trial outcomes that leave nothing to go on from
 # An experiment's name is one path component: it cannot leave the results directory.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 NAME_RULE = "letters, digits, '-', '_' and '.', starting with a letter or digit, at most 128"
@@ -158,16 +160,16 @@ def experiments(results_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}"))
 
 
-def find_experiment(results_dir: Path, name: str | None) -> Path:
+def find_experiment(results_dir: Path, name: str | None, option: str = "--experiment") -> Path:
     """The experiment directory of search `name` in `results_dir` (the only one if no name)."""
     results_dir = Path(results_dir).expanduser()
     if name is not None:
-        path = experiment_path(results_dir, name, "--experiment")
+        path = experiment_path(results_dir, name, option)
         if not has_results(path):
             known = experiments(results_dir)
             hint = f"; searches there: {', '.join(known)}" if known else ""
             raise UsageError(
-                f"--experiment {name}: no finished search at {path} (no {RESULTS_FILE}){hint}"
+                f"{option} {name}: no finished search at {path} (no {RESULTS_FILE}){hint}"
             )
         return path.resolve()
     known = experiments(results_dir)
@@ -232,6 +234,43 @@ def read_results(experiment_dir: Path) -> pd.DataFrame:
         if column in table:
             table[column] = [_absolute(experiment_dir, c) for c in table[column]]
     return table
+
+
+def find_trial(experiment_dir: Path, trial: str | None, option: str) -> dict[str, Any]:
+    """A trial's row of the results table, with `checkpoint_file`: the trainer state of its
+    best validation evaluation. `trial` is a trial id or the one id ending in it (`00002`);
+    None is the best trial that left a checkpoint (the table is ranked best first)."""
+    rows = read_results(experiment_dir).to_dict("records")
+    for row in rows:
+        kept = row.get("best_checkpoint") or row.get("checkpoint")
+        row["checkpoint_file"] = (
+            Path(kept) / CHECKPOINT_FILE if isinstance(kept, str) and kept else None
+        )
+    listing = ", ".join(f"{r['trial_id']} ({r['status']})" for r in rows) or "none"
+    if trial is None:
+        for row in rows:
+            if row["status"] not in UNUSABLE and row["checkpoint_file"] is not None:
+                return row
+        raise UsageError(
+            f"{option} {experiment_dir.name}: no trial left a checkpoint to go on from "
+            f"(trials: {listing})"
+        )
+    matches = [r for r in rows if str(r["trial_id"]) == trial] or [
+        r for r in rows if str(r["trial_id"]).endswith(trial)
+    ]
+    if len(matches) != 1:
+        how = "no trial" if not matches else "several trials match"
+        raise UsageError(
+            f"{option} {experiment_dir.name}/{trial}: {how} {trial!r} in {experiment_dir}; "
+            f"its trials: {listing}"
+        )
+    row = matches[0]
+    if row["checkpoint_file"] is None or not Path(row["checkpoint_file"]).is_file():
+        raise UsageError(
+            f"{option} {experiment_dir.name}/{trial}: trial {row['trial_id']} ({row['status']}) "
+            f"left no checkpoint at {row['checkpoint_file'] or 'its trial directory'}"
+        )
+    return row
 
 
 def write_results(experiment_dir: Path, table: pd.DataFrame) -> Path:

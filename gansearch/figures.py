@@ -1,5 +1,5 @@
 """Figures: sample grids in the style of the paper's Figure 2 (PNG, Pillow), a search's Pareto
-front and training curves (matplotlib, Agg).
+front, training curves and a search population's curves (matplotlib, Agg).
 
 A sample grid shows random samples; beside the last column, outlined in yellow, the training
 example nearest (in Euclidean pixel distance) to each sample of that column, showing that the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,107 @@ def training_curves(
         panels[1].set_yscale("log")
         panels[1].set_title("FID of the same samples", fontsize=10)
         panels[1].legend(fontsize="small")
+    figure.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Part of a search trial's learning curve trained from one state: `points` are its
+    evaluations (epoch, validation log-likelihood, its standard error, FID or None); a segment
+    that began from another trial's checkpoint names it in `copied_from` (label, epoch), and
+    `diverged_at` is the epoch its state diverged, if it did."""
+
+    points: tuple[tuple[int, float, float, float | None], ...]
+    copied_from: tuple[str, int] | None = None
+    diverged_at: int | None = None
+
+
+def population_curves(
+    trials: dict[str, list[Segment]],
+    path: Path,
+    title: str,
+    runs: dict[str, Sequence[Any]] | None = None,
+    references: dict[str, float] | None = None,
+) -> Path:
+    """A search's trials as learning curves: validation log-likelihood and, where measured, FID
+    against epoch, one colour per trial. A copy (population-based training) is a dotted line
+    from the copied trial's point to the first evaluation after it, marked with a triangle; a
+    divergence is a red cross. `runs` (label -> EpochMetrics history, `gansearch train` runs
+    such as the paper's configuration) are drawn as grey dashed lines beside them, and
+    `references` (label -> value) as horizontal lines. Written as PNG (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with_fid = any(p[3] is not None for s in trials.values() for g in s for p in g.points) or any(
+        m.fid is not None for history in (runs or {}).values() for m in history
+    )
+    figure = Figure(figsize=(13 if with_fid else 7, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(1, 2 if with_fid else 1)
+    ll = panels[0] if with_fid else panels
+    fid = panels[1] if with_fid else None
+    greys = ("0.35", "0.6", "0.2", "0.75")
+    for (label, history), grey in zip((runs or {}).items(), greys, strict=False):
+        evaluated = [m for m in history if m.valid_ll is not None]
+        style = {"color": grey, "linestyle": "--", "linewidth": 1.2, "label": label}
+        ll.plot([m.epoch for m in evaluated], [m.valid_ll for m in evaluated], **style)
+        if fid is not None:
+            scored = [m for m in evaluated if m.fid is not None]
+            fid.plot([m.epoch for m in scored], [m.fid for m in scored], **style)
+    colours = dict(zip(trials, _COLOURS * (len(trials) // len(_COLOURS) + 1), strict=False))
+    where = {  # (label, epoch) -> its point, for the copies' connecting lines
+        (label, p[0]): p for label, segs in trials.items() for g in segs for p in g.points
+    }
+    for label, segments in trials.items():
+        colour = colours[label]
+        labelled = False
+        for i, segment in enumerate(segments):
+            points = segment.points
+            if points:
+                epochs = [p[0] for p in points]
+                ll.plot(
+                    epochs,
+                    [p[1] for p in points],
+                    color=colour,
+                    marker="o",
+                    markersize=2.5,
+                    linewidth=1.2,
+                    label=None if labelled else label,
+                )
+                labelled = True
+                if fid is not None:
+                    scored = [p for p in points if p[3] is not None]
+                    fid.plot([p[0] for p in scored], [p[3] for p in scored], color=colour)
+            source = segment.copied_from and where.get(segment.copied_from)
+            if source and points:
+                first = points[0]
+                ll.plot([source[0], first[0]], [source[1], first[1]], ":", color=colour)
+                ll.plot(source[0], source[1], ">", color=colour, markersize=7)
+                if fid is not None and source[3] is not None and first[3] is not None:
+                    fid.plot([source[0], first[0]], [source[3], first[3]], ":", color=colour)
+            if segment.diverged_at is not None:  # at its last evaluation, or the next one
+                after = [p for g in segments[i:] for p in g.points]
+                if after:
+                    y = (points or after)[-1 if points else 0][1]
+                    ll.plot(segment.diverged_at, y, "x", color="red", markersize=9, mew=2)
+    for (label, value), style in zip((references or {}).items(), ("-.", ":", "--"), strict=False):
+        ll.axhline(value, color="0.45", linestyle=style, linewidth=1, label=label)
+    ll.plot([], [], ">:", color="0.3", label="copied a trial's checkpoint (pbt)")
+    if any(g.diverged_at is not None for segs in trials.values() for g in segs):
+        ll.plot([], [], "x", color="red", mew=2, label="diverged")
+    ll.set_xlabel("epoch")
+    ll.set_ylabel("validation Parzen log-likelihood (nats)")
+    ll.set_title("validation log-likelihood", fontsize=10)
+    ll.legend(fontsize="x-small")
+    if fid is not None:
+        fid.set_xlabel("epoch")
+        fid.set_ylabel("FID (lower is better)")
+        fid.set_yscale("log")
+        fid.set_title("FID of the same samples", fontsize=10)
     figure.suptitle(title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ import pandas as pd
 
 from gansearch.errors import GansearchError, UsageError
 from gansearch.experiment import (
+    CHECKPOINT_FILE,
     SPACE_COPY,
     read_results,
     stored_search_id,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from gansearch.trainer import Trainer
 
 # Files a search leaves in its experiment directory (gansearch.search writes them).
-CHECKPOINT_FILE = "trainer.pt"
 RETRAINED = "retrained.pt"  # a stopped-early trial trained on to the budget (`retrain`)
 RETRAINED_BEST = "retrained-best.pt"  # its best validation epoch, when after the search's
 REPORT_DIR = "report"

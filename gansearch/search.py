@@ -64,6 +64,7 @@ from gansearch.data import load_dataset
 from gansearch.data.locate import DATA_DIR_ENV
 from gansearch.errors import DataError, DivergenceError, GansearchError, UsageError
 from gansearch.experiment import (
+    CHECKPOINT_FILE,
     DRIVER_LOG,
     SPACE_COPY,
     append_report,
@@ -104,7 +105,6 @@ if TYPE_CHECKING:
     from gansearch.trainer import Trainer
 
 METRIC = "valid_ll"  # the paper's objective, and the default
-CHECKPOINT_FILE = "trainer.pt"
 PBT_TIME = "pbt_epoch"  # the epoch, in every pbt report but the last one
 ORIGIN_FILE = "origin.json"  # beside CHECKPOINT_FILE: the trial and epoch that wrote it
 

@@ -76,3 +76,26 @@ def tracked_search(tmp_path_factory: pytest.TempPathFactory):
     from tracked_search import run_tracked_search
 
     return run_tracked_search(tmp_path_factory.mktemp("tracked"))
+
+
+@pytest.fixture(scope="session")
+def diverged_pbt_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished digits pbt search (tests/fixtures/pbt_diverge.yaml) in which the second member
+    diverged at epoch 3; its results directory (the experiment is `pbt-diverge`). The pbt and
+    `train --from` tests share it."""
+    import subprocess
+    import sys
+
+    results = tmp_path_factory.mktemp("pbt-diverge")
+    space = Path(__file__).parent / "fixtures" / "pbt_diverge.yaml"
+    command = [sys.executable, "-m", "gansearch.cli", "run", "--space", str(space)]
+    done = subprocess.run(
+        [*command, "--results-dir", str(results), "--report-top", "0"],
+        capture_output=True,
+        text=True,
+        cwd=results,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    (results / "stderr.txt").write_text(done.stderr)
+    return results

@@ -6,6 +6,7 @@ trains a population of four digits GANs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -18,9 +19,17 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from fake_tune import fake_session
 
-from gansearch.experiment import REPORTS_FILE, append_report, read_reports, read_trial_log
+from gansearch.experiment import (
+    CHECKPOINT_FILE,
+    REPORTS_FILE,
+    append_report,
+    read_reports,
+    read_results,
+    read_trial_log,
+)
 from gansearch.search import (
     GansearchOptunaSearch,
     TrialEpochBudget,
@@ -35,6 +44,7 @@ from gansearch.space import load_space, make_sampler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PBT = FIXTURES / "pbt_space.yaml"
+DIVERGE = FIXTURES / "pbt_diverge.yaml"
 
 
 def _cli(*args: str) -> list[str]:
@@ -129,6 +139,17 @@ def test_pbt_population_starts_from_the_random_searchs_first_draws() -> None:
     random_search = [searcher.suggest(f"t{i}") for i in range(space.budget.trials)]
     assert first_population(space) == random_search
     assert len({json.dumps(c, sort_keys=True) for c in random_search}) == space.budget.trials
+
+
+def test_pbt_population_starts_with_the_given_configurations() -> None:
+    space = load_space(DIVERGE)
+    (given,) = space.search.start_with
+    population = first_population(space)
+    assert population[0] == given
+    assert len(population) == space.budget.trials
+    # The rest are the random search's own first draws: giving configurations shifts nothing.
+    without = dataclasses.replace(space, search=dataclasses.replace(space.search, start_with=()))
+    assert population[1:] == first_population(without)[: space.budget.trials - 1]
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -228,6 +249,62 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
     assert any(len(values) > 1 for values in schedules)
 
 
+@pytest.mark.slow
+def test_a_diverged_member_is_replaced_by_a_copy_and_the_population_keeps_its_size(
+    diverged_pbt_search: Path,
+) -> None:
+    experiment = diverged_pbt_search / "pbt-diverge"
+    space = load_space(DIVERGE)
+    stderr = (diverged_pbt_search / "stderr.txt").read_text()
+    table = read_results(experiment)
+    # The population keeps its size: every member trains all 8 epochs and none ends diverged.
+    assert len(table) == 4 and (table["status"] == "finished").all(), table.to_string()
+    assert (table["epochs"] == 8).all()
+    reports = read_reports(experiment)
+    (diverged,) = [t for t, r in reports.items() if (r["diverged"] == 1).any()]
+    assert diverged.endswith("_00001")  # the member chaos made diverge, and only it
+    assert re.search(rf"trial {diverged} diverged at epoch 3 .*copy of the best member", stderr)
+
+    # Its next session goes on from another member's checkpoint, and the lineage says so.
+    history = reports[diverged]
+    at = history.index[history["diverged"] == 1][0]
+    copy = history.loc[at + 1]
+    donor, copied_epoch = copy["copied_from"], int(copy["copied_epoch"])
+    assert donor in reports and donor != diverged
+    row = table.set_index("trial_id").loc[diverged]
+    assert re.match(
+        rf"epoch {copied_epoch}: copied trial {donor} \(replacing its own state, diverged at "
+        r"epoch 3\)",
+        row["lineage"],
+    ), row["lineage"]
+    # It went on from the copy's epoch with the donor's state: its first report after the
+    # divergence is the next evaluation, and its trainer's history up to the copy is the donor's.
+    assert int(copy["epoch"]) == copied_epoch + int(copy["session_epochs"])
+    states = [
+        torch.load(path, weights_only=True)
+        for path in sorted(Path(row["checkpoint"]).parent.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+    ]
+    after_copy = next(s for s in states if s["epoch"] == int(copy["epoch"]))
+    inherited = {
+        m["epoch"]: m["valid_ll"] for m in after_copy["history"] if m["epoch"] <= copied_epoch
+    }
+    donor_reports = reports[donor].drop_duplicates("epoch").set_index("epoch")["valid_ll"]
+    assert inherited == {e: donor_reports[e] for e in range(1, copied_epoch + 1)}
+
+    # Nothing was trained twice: all sessions together trained the 4 x 8 epochs, plus the
+    # diverged session's epochs past the checkpoint its copy went on from.
+    lost = 3 - copied_epoch
+    assert sum(_stored_sessions(experiment).values()) == 4 * space.budget.max_epochs + lost
+    assert "retrying" not in stderr  # no retry of the diverged state from its own checkpoint
+
+    # MLflow: the replacement's run carries the same lineage.
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{diverged_pbt_search / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("pbt-diverge").experiment_id
+    (run,) = client.search_runs([experiment_id], f"tags.`gansearch.trial_id` = '{diverged}'")
+    assert run.data.tags["gansearch.lineage"] == row["lineage"]
+    assert run.info.status == "FINISHED"
+
+
 # ----------------------------------------------------------------------------- a finished copy
 
 
@@ -263,3 +340,29 @@ def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
     assert search.PBT_TIME not in report  # the last report: no copy after it
     assert checkpoint is not None
     assert search.classify(report, None, space.budget.max_epochs) == ("finished", "")
+
+
+@pytest.mark.slow
+def test_curves_draw_a_population_with_its_copies_and_divergence(
+    diverged_pbt_search: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from gansearch.cli import main
+    from gansearch.commands.curves import search_segments
+
+    experiment = diverged_pbt_search / "pbt-diverge"
+    curves = search_segments(experiment, "pbt")
+    assert len(curves) == 4
+    (label,) = [name for name in curves if name.endswith("00001")]
+    diverged, replacement, *_ = curves[label]
+    assert diverged.diverged_at == 3 and [p[0] for p in diverged.points] == [1, 2]
+    donor, epoch = replacement.copied_from
+    assert donor in curves and donor != label and replacement.points[0][0] > epoch
+    lineage = read_results(experiment).set_index("trial_id")["lineage"]
+    copies = sum(len(s) - 1 for s in curves.values())
+    assert copies == sum(len(v.split("; ")) for v in lineage if v)  # one segment per copy
+
+    out = tmp_path / "population.png"
+    assert main(["curves", str(experiment), "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 600

@@ -26,6 +26,7 @@ from processes import processes_with_env
 from gansearch.cli import main
 from gansearch.experiment import read_results, read_trial_log
 from gansearch.search import GansearchOptunaSearch, _best_checkpoint
+from gansearch.space import load_space, make_sampler
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +40,31 @@ def study_of(experiment_dir: Path) -> optuna.Study:
     searcher = GansearchOptunaSearch()
     searcher.restore_from_dir(str(experiment_dir))
     return searcher._ot_study
+
+
+def test_optuna_proposes_the_given_configurations_first(tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(
+        SMALL.read_text().replace(
+            "search: {algorithm: tpe, seed: 0}",
+            "search:\n  algorithm: tpe\n  seed: 0\n  start_with:\n"
+            "    - {optim.lr_d: 0.1, optim.k: 2}\n"
+            "    - {optim.lr_d: 0.02, optim.k: 1, generator.units: [128, 128]}",
+        )
+    )
+    space = load_space(space_file)
+    searcher = GansearchOptunaSearch(
+        space=space.optuna_space(),
+        metric="valid_ll",
+        mode="max",
+        sampler=make_sampler(space.search),
+        start_with=space.search.start_with,
+    )
+    first, second, third = (searcher.suggest(f"t{i}") for i in range(3))
+    assert first["optim.lr_d"] == 0.1 and first["optim.k"] == 2
+    assert set(first) == {p.key for p in space.params}  # a key left out is sampled
+    assert second == {"optim.lr_d": 0.02, "optim.k": 1, "generator.units": "[128, 128]"}
+    assert third not in (first, second)
 
 
 def test_small_search_end_to_end(tmp_path, capsys):

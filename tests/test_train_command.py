@@ -322,3 +322,72 @@ def test_evaluate_and_curves_commands_on_kept_checkpoints(tmp_path: Path, capsys
     assert "only eval.* settings" in capsys.readouterr().err
     rc = main(["evaluate", str(checkpoint), "--no-quality", "--set", "eval.final_samples=50"])
     assert rc == 0 and "epoch 2  seed 0  released grid (10)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- train --from
+
+
+@pytest.mark.slow
+def test_train_from_continues_a_trial_from_its_best_checkpoint_with_its_values(
+    diverged_pbt_search: Path, tmp_path: Path, capsys
+) -> None:
+    from gansearch.data import load_dataset
+    from gansearch.experiment import read_reports, read_results
+    from gansearch.trainer import Trainer
+
+    experiment = diverged_pbt_search / "pbt-diverge"
+    table = read_results(experiment)
+    # The member that diverged and went on from a copy: its values in force changed mid-run.
+    row = table[table["trial_id"].str.endswith("_00001")].iloc[0]
+    source = Path(row["best_checkpoint"]) / "trainer.pt"
+    stored = torch.load(source, weights_only=True)
+    out = tmp_path / "on"
+    args = ["train", "--from", "pbt-diverge/00001", "--results-dir", str(diverged_pbt_search)]
+    assert main([*args, "--epochs", str(stored["epoch"] + 2), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"continuing trial {row['trial_id']} of pbt-diverge from epoch {stored['epoch']}" in text
+    assert re.search(rf"^epoch {stored['epoch'] + 1}/", text, re.M)  # the first epoch it trains
+
+    # It started from the best validation checkpoint, with the values in force there (the ones
+    # the trial reported at that epoch)...
+    reports = read_reports(experiment)[row["trial_id"]]
+    at = reports[reports["epoch"] == stored["epoch"]].iloc[-1]
+    assert stored["epoch"] == int(row["best_epoch"])
+    continued = torch.load(out / "checkpoint.pt", weights_only=True)
+    for key in ("lr_d", "lr_g", "k"):
+        assert continued["config"]["optim"][key] == pytest.approx(at[f"hp/optim.{key}"])
+    # ... and its weights, optimiser and random streams: the run is exactly that checkpoint
+    # trained on for two epochs.
+    dataset = load_dataset("digits")
+    expected = Trainer.from_checkpoint(source, dataset)
+    expected.fit(stored["epoch"] + 2)
+    for name, tensor in expected.state_dict()["generator"].items():
+        assert torch.equal(continued["generator"][name], tensor), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["origin"]["trial_id"] == row["trial_id"]
+    assert metrics["origin"]["epoch"] == stored["epoch"]
+    assert "diverged at epoch 3" in metrics["origin"]["lineage"]
+    assert metrics["final"]["epoch"] >= stored["epoch"]  # chosen among this run's epochs
+
+    # Without a trial it continues the best one; the run can be resumed like any other.
+    best = tmp_path / "best"
+    assert main(["train", "--from", str(experiment), "--epochs", "9", "--out", str(best)]) == 0
+    assert json.loads((best / "origin.json").read_text())["trial_id"] == table.iloc[0]["trial_id"]
+    capsys.readouterr()
+    assert main([*args, "--epochs", str(stored["epoch"] + 3), "--out", str(out), "--resume"]) == 0
+    assert f"after epoch {stored['epoch'] + 2}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_from_names_what_exists_when_the_experiment_or_trial_does_not(
+    diverged_pbt_search: Path, tmp_path: Path, capsys
+) -> None:
+    results = ["--results-dir", str(diverged_pbt_search), "--out", str(tmp_path / "x")]
+    assert main(["train", "--from", "nope", *results]) == 2
+    err = capsys.readouterr().err
+    assert "--from nope: no finished search" in err and "searches there: pbt-diverge" in err
+    assert main(["train", "--from", "pbt-diverge/zzz", *results]) == 2
+    err = capsys.readouterr().err
+    assert "no trial 'zzz'" in err and "_00001 (finished)" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x").exists()

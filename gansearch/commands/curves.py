@@ -1,22 +1,37 @@
-"""`gansearch curves`: the learning curves of `gansearch train` runs, in one figure.
+"""`gansearch curves`: the learning curves of `gansearch train` runs, or of a search's trials,
+in one figure.
 
     gansearch curves runs/paper-seed0 runs/paper-seed1 --out curves.png [--reference 225 ...]
+    gansearch curves runs/mnist-pbt-150 runs/paper-seed0 --out population.png
 
 Reads each run's checkpoint.pt (so a run still training can be plotted) and draws validation
 Parzen log-likelihood with its standard error and, where the run measured it, FID against epoch,
-one line per run, each run's best validation epoch circled.
+one line per run, each run's best validation epoch circled. An experiment directory of
+`gansearch run` (it may still be running) is drawn from its report log, one line per trial, with
+the copies of population-based training marked where a trial took another's networks and
+divergences crossed; train runs given beside it are drawn as references.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gansearch.figures import Segment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `gansearch curves`."""
-    parser.add_argument("runs", nargs="+", type=Path, help="output directories of gansearch train")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        help="output directories of gansearch train, or experiment directories of gansearch run",
+    )
     add_figure_options(parser, "learning curves", "on the log-likelihood panel, e.g. 'paper=225'")
 
 
@@ -51,25 +66,89 @@ def parse_references(items: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load every run's history and draw the figure."""
-    import torch
-
-    from gansearch.commands.train import CHECKPOINT
+    """Load every run's (or search's) history and draw the figure."""
     from gansearch.errors import UsageError
-    from gansearch.figures import training_curves
-    from gansearch.trainer import EpochMetrics
+    from gansearch.experiment import REPORTS_FILE
+    from gansearch.figures import population_curves, training_curves
 
     labels = args.labels or [p.name for p in args.runs]
     if len(labels) != len(args.runs):
         raise UsageError(f"--labels: {len(labels)} labels for {len(args.runs)} runs")
     references = parse_references(args.reference)
-    histories = {}
+    histories, trials = {}, {}
     for label, directory in zip(labels, args.runs, strict=True):
-        path = directory / CHECKPOINT
-        if not path.is_file():
-            raise UsageError(f"{directory}: no {CHECKPOINT} (not a gansearch train output)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        histories[label] = [EpochMetrics(**m) for m in state["history"]]
-    png = training_curves(histories, args.out, args.title, references)
+        if (directory / REPORTS_FILE).is_file():
+            trials.update(search_segments(directory, label))
+        else:
+            histories[label] = train_history(directory)
+    if trials:
+        png = population_curves(trials, args.out, args.title, histories, references)
+    else:
+        png = training_curves(histories, args.out, args.title, references)
     print(f"wrote {png}", file=sys.stderr)
     return 0
+
+
+def train_history(directory: Path) -> list[Any]:
+    """The EpochMetrics history of a `gansearch train` output directory (its checkpoint.pt)."""
+    import torch
+
+    from gansearch.commands.train import CHECKPOINT
+    from gansearch.errors import UsageError
+    from gansearch.trainer import EpochMetrics
+
+    path = directory / CHECKPOINT
+    if not path.is_file():
+        raise UsageError(
+            f"{directory}: neither a gansearch train output (no {CHECKPOINT}) nor a search's "
+            "experiment directory (no report log)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return [EpochMetrics(**m) for m in state["history"]]
+    except Exception as exc:  # a truncated or foreign file
+        raise UsageError(f"{path}: cannot read its history ({type(exc).__name__})") from None
+
+
+def search_segments(experiment_dir: Path, label: str) -> dict[str, list[Segment]]:
+    """Each trial of a search as learning-curve segments (figures.Segment), keyed
+    `<label> <trial>`: a new segment starts where a trial went on from a copied checkpoint,
+    and a segment whose state diverged says at which epoch."""
+    from gansearch.experiment import read_reports
+    from gansearch.figures import Segment
+
+    reports = read_reports(experiment_dir)
+    names = {trial: f"{label} {_short(trial)}" for trial in reports}
+    curves: dict[str, list[Segment]] = {}
+    for trial, history in sorted(reports.items()):
+        segments: list[Segment] = []
+        points: list[tuple[int, float, float, float | None]] = []
+        copied: tuple[str, int] | None = None
+        for row in history.to_dict("records"):
+            source = row.get("copied_from")
+            if isinstance(source, str) and source:
+                segments.append(Segment(tuple(points), copied))
+                points, copied = [], (names.get(source, source), int(row["copied_epoch"]))
+            if row.get("diverged") == 1:
+                segments.append(Segment(tuple(points), copied, diverged_at=int(row["epoch"])))
+                points, copied = [], None
+                continue
+            value = row.get("valid_ll")
+            if value is not None and math.isfinite(value):
+                fid = row.get("fid")
+                points.append(
+                    (
+                        int(row["epoch"]),
+                        float(value),
+                        float(row.get("valid_se") or 0.0),
+                        float(fid) if fid is not None and math.isfinite(fid) else None,
+                    )
+                )
+        segments.append(Segment(tuple(points), copied))
+        curves[names[trial]] = [s for s in segments if s.points or s.diverged_at is not None]
+    return curves
+
+
+def _short(trial_id: str) -> str:
+    """A trial's number within its search (`3b2c1_00004` -> `00004`)."""
+    return trial_id.rsplit("_", 1)[-1]

@@ -1,5 +1,13 @@
 """`gansearch train`: train one configuration, checkpoint every epoch, report Table 1 numbers.
 
+    gansearch train --config configs/mnist_paper.yaml --epochs 300 --out runs/paper
+    gansearch train --from mnist-pbt-150 --epochs 300 --out runs/winner   # a search's best trial
+
+With --from EXPERIMENT[/TRIAL] the run continues a search's best trial (or the named one) from
+the checkpoint of its best validation evaluation, with the values in force there (a pbt trial's
+perturbed ones), and records where it came from in origin.json and metrics.json; its best epoch
+is chosen among that checkpoint and the epochs trained after it.
+
 Writes into --out: checkpoint.pt (after every epoch, atomically), best.pt (the epoch with the
 highest validation log-likelihood so far), with `eval.keep_checkpoints` epoch-NNNN.pt for every
 evaluated epoch, samples.png (Figure 2 style, from best.pt) and
@@ -38,11 +46,23 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 SAMPLES = "samples.png"
 METRICS = "metrics.json"
+ORIGIN = "origin.json"  # --from: the search trial and checkpoint the run continues
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `gansearch train`."""
-    parser.add_argument("--config", required=True, help="YAML configuration (see configs/)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="YAML configuration (see configs/)")
+    source.add_argument(
+        "--from",
+        dest="source",
+        metavar="EXPERIMENT[/TRIAL]",
+        help="continue a search's best trial, or the named one (its id or the end of it), from "
+        "its best validation checkpoint with the values in force there",
+    )
+    parser.add_argument(
+        "--results-dir", default="runs", help="where the --from search is (default: runs)"
+    )
     parser.add_argument("--epochs", type=int, help="total epochs (overrides the config's epochs)")
     parser.add_argument("--data-dir", help="data directory (default: GANSEARCH_DATA_DIR or cache)")
     parser.add_argument("--out", help="output directory (default: runs/<config name>)")
@@ -95,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     """Train (or resume), then evaluate with the final Parzen settings and draw samples."""
     from gansearch.data import load_dataset
 
-    config, out = _config_and_out(args)
+    config, out, origin = _config_and_out(args)
     checkpoint = out / CHECKPOINT
     dataset = load_dataset(config.data.name, args.data_dir, fold=config.data.fold)
     quality = None
@@ -103,25 +123,40 @@ def run(args: argparse.Namespace) -> int:
         from gansearch.quality import load_scorer
 
         quality = load_scorer(dataset, say=lambda text: print(text, flush=True))
-    trainer = _train(args, config, dataset, quality, out)
-    png, summary = _final_evaluation(trainer, config, dataset, quality, out)
+    trainer = _train(args, config, dataset, quality, out, origin)
+    first = int(origin["epoch"]) if origin else 0
+    png, summary = _final_evaluation(trainer, config, dataset, quality, out, first)
+    if origin:
+        summary["origin"] = origin
     write_text(out / METRICS, json.dumps(summary, indent=2) + "\n")
     print(f"wrote {checkpoint}, {png} and {out / METRICS}", file=sys.stderr)
     return 0
 
 
-def _config_and_out(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
-    """The configuration with the command line's changes, and the output directory (checked
-    against --resume before anything is loaded)."""
-    config = load_config(args.config)
+def _config_and_out(
+    args: argparse.Namespace,
+) -> tuple[TrainConfig, Path, dict[str, Any] | None]:
+    """The configuration with the command line's changes, the output directory (checked
+    against --resume before anything is loaded) and, with --from, where the run comes from."""
     overrides = parse_sets(args.set)
+    origin = None
+    if args.source:
+        origin, config, measured_quality = _continued_trial(args.source, Path(args.results_dir))
+        if measured_quality:  # the search measured FID: so does the run that continues it
+            overrides.setdefault("eval.quality", True)
+        default_out = Path("runs") / f"{origin['experiment']}-{origin['trial_id']}"
+    else:
+        config = load_config(args.config)
+        default_out = Path("runs") / Path(args.config).stem
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.device is not None:
         overrides["device"] = args.device
     if overrides:
         config = apply_overrides(config, overrides, source="command line")
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    out = Path(args.out) if args.out else default_out
+    if origin and args.resume:
+        _check_same_origin(out, origin)
     checkpoint = out / CHECKPOINT
     if args.resume and not checkpoint.exists():
         raise UsageError(f"--resume: no checkpoint at {checkpoint}")
@@ -129,7 +164,60 @@ def _config_and_out(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         raise UsageError(
             f"{checkpoint} already exists: pass --resume to continue it or choose another --out"
         )
-    return config, out
+    return config, out, origin
+
+
+def _continued_trial(source: str, results_dir: Path) -> tuple[dict[str, Any], TrainConfig, bool]:
+    """--from EXPERIMENT[/TRIAL]: where the run comes from (experiment, trial, checkpoint,
+    epoch), the configuration in force in that checkpoint, and whether the search measured
+    the quality metrics. EXPERIMENT is a name in --results-dir or an experiment directory."""
+    from gansearch.experiment import (
+        find_experiment,
+        find_trial,
+        has_results,
+        stored_search_id,
+        stored_space,
+    )
+
+    head, _, tail = source.rstrip("/").rpartition("/")
+    if has_results(Path(source)):  # an experiment directory
+        experiment_dir, trial = Path(source).resolve(), ""
+    elif head and has_results(Path(head)):  # an experiment directory and a trial
+        experiment_dir, trial = Path(head).resolve(), tail
+    else:  # a search's name in --results-dir, and maybe a trial
+        name, _, trial = source.partition("/")
+        experiment_dir = find_experiment(results_dir, name, option="--from")
+    row = find_trial(experiment_dir, trial or None, option="--from")
+    checkpoint = Path(row["checkpoint_file"])
+    config = load_stored_config(checkpoint, option="--from")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    origin = {
+        "experiment": experiment_dir.name,
+        "experiment_dir": str(experiment_dir),
+        "search_id": stored_search_id(experiment_dir),
+        "trial_id": str(row["trial_id"]),
+        "status": str(row["status"]),
+        "lineage": str(row.get("lineage") or ""),
+        "checkpoint": str(checkpoint),
+        "epoch": int(state["epoch"]),
+    }
+    return origin, config, stored_space(experiment_dir).objective.needs_quality
+
+
+def _check_same_origin(out: Path, origin: dict[str, Any]) -> None:
+    """--resume of a --from run: it must continue the same trial's checkpoint."""
+    path = out / ORIGIN
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UsageError(
+            f"--resume: {path} is missing or unreadable: {out} was not started with --from"
+        ) from None
+    if stored.get("checkpoint") != origin["checkpoint"]:
+        raise UsageError(
+            f"--resume: {out} continues {stored.get('checkpoint')}, not {origin['checkpoint']}: "
+            "give the same --from, or another --out"
+        )
 
 
 def _train(
@@ -138,17 +226,32 @@ def _train(
     dataset: Dataset,
     quality: QualityScorer | None,
     out: Path,
+    origin: dict[str, Any] | None = None,
 ) -> Trainer:
-    """Train to `config.epochs` (from the checkpoint with --resume), printing every epoch and
-    keeping checkpoint.pt (every epoch), best.pt (best validation epoch) and, if asked, every
-    evaluated epoch's checkpoint."""
+    """Train to `config.epochs` (from the checkpoint with --resume, from a search trial's with
+    --from), printing every epoch and keeping checkpoint.pt (every epoch), best.pt (best
+    validation epoch) and, if asked, every evaluated epoch's checkpoint."""
     from gansearch.trainer import EpochMetrics, Trainer, best_epoch
 
     checkpoint = out / CHECKPOINT
+    first = int(origin["epoch"]) if origin else 0  # the epochs this run chooses its best from
     if args.resume:
-        _check_same_run(load_stored_config(checkpoint), config, str(args.config))
+        _check_same_run(load_stored_config(checkpoint), config, str(args.config or args.source))
         trainer = Trainer.from_checkpoint(checkpoint, dataset, config=config, quality=quality)
         print(f"resuming {checkpoint} after epoch {trainer.epoch}", flush=True)
+    elif origin:
+        # Only run settings (epochs, device, evaluation) may differ from the stored ones.
+        trainer = Trainer.from_checkpoint(
+            origin["checkpoint"], dataset, config=config, quality=quality, may_change=()
+        )
+        print(
+            f"continuing trial {origin['trial_id']} of {origin['experiment']} from epoch "
+            f"{trainer.epoch}, its best validation evaluation ({origin['checkpoint']})",
+            flush=True,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / ORIGIN, json.dumps(origin, indent=2) + "\n")
+        trainer.save_checkpoint(out / BEST)  # the best of this run until an epoch beats it
     else:
         trainer = Trainer(config, dataset, quality=quality)
     print(
@@ -173,7 +276,7 @@ def _train(
         )
         if m.valid_ll is not None and config.eval.keep_checkpoints:
             trainer.save_checkpoint(out / f"epoch-{m.epoch:04d}.pt")
-        if m.valid_ll is not None and best_epoch(trainer.history) is m:
+        if m.valid_ll is not None and best_epoch(_since(trainer.history, first)) is m:
             # Written before checkpoint.pt: a crash between the two leaves a best.pt at least as
             # new as the epoch a resume starts from, never an older one.
             trainer.save_checkpoint(out / BEST)
@@ -185,20 +288,26 @@ def _train(
     return trainer
 
 
+def _since(history: list[Any], first: int) -> list[Any]:
+    """The epochs a run chooses its best from: all, or from the checkpoint --from started at."""
+    return [m for m in history if m.epoch >= first]
+
+
 def _final_evaluation(
     trainer: Trainer,
     config: TrainConfig,
     dataset: Dataset,
     quality: QualityScorer | None,
     out: Path,
+    first: int = 0,
 ) -> tuple[Path, dict[str, Any]]:
-    """The paper's final evaluation of the best validation epoch (else the last), on both sigma
-    grids, the quality metrics if asked, and the sample grid; returns the grid and the summary
-    that metrics.json holds."""
+    """The paper's final evaluation of the best validation epoch from epoch `first` on (else
+    the last), on both sigma grids, the quality metrics if asked, and the sample grid; returns
+    the grid and the summary that metrics.json holds."""
     from gansearch.figures import sample_grid
     from gansearch.trainer import Trainer, best_epoch
 
-    chosen = best_epoch(trainer.history)
+    chosen = best_epoch(_since(trainer.history, first))
     final = trainer
     if chosen is not None and chosen.epoch != trainer.epoch:
         if (out / BEST).exists():
@@ -275,7 +384,7 @@ def _final_evaluation(
     return png, summary
 
 
-def load_stored_config(checkpoint: Path) -> TrainConfig:
+def load_stored_config(checkpoint: Path, option: str = "--resume") -> TrainConfig:
     """The configuration stored in a trainer checkpoint."""
     from gansearch.train_config import config_from_dict
 
@@ -283,8 +392,13 @@ def load_stored_config(checkpoint: Path) -> TrainConfig:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         stored = state["config"]
     except Exception as exc:  # truncated, foreign or damaged: torch raises many types
-        raise UsageError(
-            f"--resume: {checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+        advice = (
             "restore it, or start over in another --out"
+            if option == "--resume"
+            else "choose another trial"
+        )
+        raise UsageError(
+            f"{option}: {checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"{advice}"
         ) from None
     return config_from_dict(stored, source=f"{checkpoint} (stored config)")
