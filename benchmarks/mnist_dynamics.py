@@ -10,7 +10,7 @@ does) for a few hundred steps and prints, every `--every` steps:
     LL              Parzen validation log-likelihood of `--parzen` samples, sigma chosen on the
                     first 1,000 validation images (the paper's grid)
 
-    GANSEARCH_DATA_DIR=/work/shared/data/mnist python benchmarks/mnist_dynamics.py \\
+    GANSEARCH_DATA_DIR=/path/to/mnist python benchmarks/mnist_dynamics.py \\
         --update alternating --steps 500 --every 50
     python benchmarks/mnist_dynamics.py --update simultaneous --set optim.lr_g=0.05
 

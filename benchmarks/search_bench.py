@@ -30,7 +30,8 @@ T0 = time.monotonic()
 
 import pandas as pd  # noqa: E402
 
-from gansearch.search import METRIC, RunOptions, run_search  # noqa: E402
+from gansearch.objectives import PARZEN_METRIC as METRIC  # noqa: E402
+from gansearch.search import RunOptions, run_search  # noqa: E402
 from gansearch.space import Scheduler, SearchAlgorithm, load_space  # noqa: E402
 
 IMPORT_SECONDS = time.monotonic() - T0

@@ -33,3 +33,16 @@ class DivergenceError(GansearchError):
     """Training produced NaN or Inf; never reported as a number."""
 
     exit_code = 3
+
+
+class SearchError(GansearchError):
+    """The search cannot start or continue (cluster, resources, experiment directory)."""
+
+    exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none): what
+    a one-line error message quotes of a library's multi-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,6 @@ through the functions here, never by file name.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -30,15 +29,13 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from gansearch.errors import UsageError
 from gansearch.files import append_jsonl, atomic_path, read_jsonl, write_text
-
-if TYPE_CHECKING:
-    from gansearch.space import SearchSpace
+from gansearch.outcomes import UNUSABLE
 
 SPACE_COPY = "search_space.yaml"
 META_FILE = "gansearch.json"
@@ -48,7 +45,6 @@ RESULTS_FILE = "results.parquet"
 LOCK_FILE = ".gansearch.lock"
 DRIVER_LOG = "driver.log"  # Ray's and Optuna's messages during a search
 CHECKPOINT_FILE = "trainer.pt"  # a trial's trainer state inside each of its Tune checkpoints
-UNUSABLE = ("diverged", "failed", "not started")  # trial outcomes that leave nothing to go on from
 # An experiment's name is one path component: it cannot leave the results directory.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 NAME_RULE = "letters, digits, '-', '_' and '.', starting with a letter or digit, at most 128"
@@ -72,16 +68,17 @@ def experiment_path(results_dir: Path, name: str, option: str = "--name") -> Pat
 
 def save_setup(
     experiment_dir: Path,
-    space: SearchSpace,
+    space_file: Path,
+    budget: Mapping[str, Any],
     tracking_uri: str | None,
     optuna_storage: str | None = None,
 ) -> None:
-    """Store what a search starts with: its space file, its budget, its MLflow tracking URI
-    and its Optuna storage."""
+    """Store what a search starts with: a copy of its space file, the budget in force (the
+    file's with the command line's changes), its MLflow tracking URI and its Optuna storage."""
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    write_text(experiment_dir / SPACE_COPY, Path(space.source).read_text())
+    write_text(experiment_dir / SPACE_COPY, Path(space_file).read_text())
     meta = {
-        "budget": dataclasses.asdict(space.budget),
+        "budget": dict(budget),
         "tracking_uri": tracking_uri,
         "optuna_storage": optuna_storage,
         "search_id": uuid.uuid4().hex,  # finds its MLflow runs wherever the directory moves
@@ -95,11 +92,14 @@ def is_experiment(directory: Path) -> bool:
 
 
 def _stored_meta(experiment_dir: Path) -> dict[str, Any]:
-    """gansearch.json ({} when missing: an experiment of an older version); a UsageError that
-    names the file when it cannot be read."""
+    """gansearch.json, which every search writes when it starts; a UsageError that names the
+    file when it is missing or cannot be read."""
     path = experiment_dir / META_FILE
     if not path.exists():
-        return {}
+        raise UsageError(
+            f"{path}: missing; it records the search's budget, MLflow store and search id: "
+            "restore it from a copy of the experiment directory"
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or not isinstance(meta.get("budget", {}), dict):
@@ -109,24 +109,15 @@ def _stored_meta(experiment_dir: Path) -> dict[str, Any]:
             raise ValueError("tracking_uri is not a string")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(
-            f"{path}: unreadable ({exc}); it records the search's budget and MLflow store: "
-            f"restore it, or delete it to fall back on {SPACE_COPY}'s budget and the default store"
+            f"{path}: unreadable ({exc}); it records the search's budget, MLflow store and "
+            "search id: restore it from a copy of the experiment directory"
         ) from None
     return meta
 
 
-def stored_space(experiment_dir: Path) -> SearchSpace:
-    """The space a search ran: the stored copy with the budget it ran with."""
-    from gansearch.space import load_space
-
-    space = load_space(experiment_dir / SPACE_COPY)
-    budget = _stored_meta(experiment_dir).get("budget")
-    if budget:
-        try:
-            space = space.with_budget(**budget)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"{experiment_dir / META_FILE}: budget {budget}: {exc}") from None
-    return space
+def stored_budget(experiment_dir: Path) -> dict[str, Any]:
+    """The budget a search ran with, as save_setup stored it (space.stored_space applies it)."""
+    return dict(_stored_meta(experiment_dir).get("budget") or {})
 
 
 def stored_tracking_uri(experiment_dir: Path) -> str | None:
@@ -233,6 +224,8 @@ def read_results(experiment_dir: Path) -> pd.DataFrame:
     for column in ("checkpoint", "best_checkpoint"):  # stored relative to the experiment
         if column in table:
             table[column] = [_absolute(experiment_dir, c) for c in table[column]]
+    if "pareto" in table:  # a multi-objective search's front: True, or False for the rest
+        table["pareto"] = table["pareto"].fillna(False).astype(bool)
     return table
 
 
@@ -274,10 +267,14 @@ def find_trial(experiment_dir: Path, trial: str | None, option: str) -> dict[str
 
 
 def write_results(experiment_dir: Path, table: pd.DataFrame) -> Path:
-    """Write the results table atomically (the caller makes it Parquet-safe), with checkpoint
-    paths relative to the experiment directory, so that a copied directory reads its own."""
+    """Write the results table atomically, with checkpoint paths relative to the experiment
+    directory, so that a copied directory reads its own; list-valued parameters (layer widths)
+    become strings, so that Parquet has one type a column."""
     path = experiment_dir / RESULTS_FILE
     table = table.copy()
+    for column in table.columns:
+        if table[column].map(lambda v: isinstance(v, (list, tuple))).any():
+            table[column] = table[column].map(str)
     for column in ("checkpoint", "best_checkpoint"):
         if column in table:
             table[column] = [_relative(experiment_dir, c) for c in table[column]]

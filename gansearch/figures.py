@@ -246,6 +246,31 @@ def population_curves(
         if fid is not None:
             scored = [m for m in evaluated if m.fid is not None]
             fid.plot([m.epoch for m in scored], [m.fid for m in scored], **style)
+    _draw_population(ll, fid, trials)
+    for (label, value), style in zip((references or {}).items(), ("-.", ":", "--"), strict=False):
+        ll.axhline(value, color="0.45", linestyle=style, linewidth=1, label=label)
+    ll.plot([], [], ">:", color="0.3", label="copied a trial's checkpoint (pbt)")
+    if any(g.diverged_at is not None for segs in trials.values() for g in segs):
+        ll.plot([], [], "x", color="red", mew=2, label="diverged")
+    ll.set_xlabel("epoch")
+    ll.set_ylabel("validation Parzen log-likelihood (nats)")
+    ll.set_title("validation log-likelihood", fontsize=10)
+    ll.legend(fontsize="x-small")
+    if fid is not None:
+        fid.set_xlabel("epoch")
+        fid.set_ylabel("FID (lower is better)")
+        fid.set_yscale("log")
+        fid.set_title("FID of the same samples", fontsize=10)
+    figure.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def _draw_population(ll: Any, fid: Any, trials: dict[str, list[Segment]]) -> None:
+    """Each trial's segments on the log-likelihood (and FID) axes: one colour a trial, a copy's
+    dotted line from the copied point, a divergence's red cross."""
     colours = dict(zip(trials, _COLOURS * (len(trials) // len(_COLOURS) + 1), strict=False))
     where = {  # (label, epoch) -> its point, for the copies' connecting lines
         (label, p[0]): p for label, segs in trials.items() for g in segs for p in g.points
@@ -282,25 +307,6 @@ def population_curves(
                 if after:
                     y = (points or after)[-1 if points else 0][1]
                     ll.plot(segment.diverged_at, y, "x", color="red", markersize=9, mew=2)
-    for (label, value), style in zip((references or {}).items(), ("-.", ":", "--"), strict=False):
-        ll.axhline(value, color="0.45", linestyle=style, linewidth=1, label=label)
-    ll.plot([], [], ">:", color="0.3", label="copied a trial's checkpoint (pbt)")
-    if any(g.diverged_at is not None for segs in trials.values() for g in segs):
-        ll.plot([], [], "x", color="red", mew=2, label="diverged")
-    ll.set_xlabel("epoch")
-    ll.set_ylabel("validation Parzen log-likelihood (nats)")
-    ll.set_title("validation log-likelihood", fontsize=10)
-    ll.legend(fontsize="x-small")
-    if fid is not None:
-        fid.set_xlabel("epoch")
-        fid.set_ylabel("FID (lower is better)")
-        fid.set_yscale("log")
-        fid.set_title("FID of the same samples", fontsize=10)
-    figure.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    return path
 
 
 def budget_curves(

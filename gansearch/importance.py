@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from gansearch.outcomes import FINISHED, INTERRUPTED, STOPPED_EARLY
 from gansearch.space import optuna_value
 
 if TYPE_CHECKING:
     from gansearch.space import SearchSpace
 
-USABLE = ("finished", "stopped early", "interrupted")
+USABLE = (FINISHED, STOPPED_EARLY, INTERRUPTED)
 EVALUATORS = ("fanova", "ped_anova")
 TRUSTED_TRIALS = 30  # below this, importances are a hint; above it fANOVA's forest settles
 TRUSTED_PER_PARAM = 5

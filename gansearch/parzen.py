@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -221,20 +221,17 @@ def evaluate(
 
 
 def evaluate_folds(
-    samples: Sequence[np.ndarray | torch.Tensor],
-    valids: Sequence[np.ndarray],
-    tests: Sequence[np.ndarray],
+    folds: Iterable[tuple[np.ndarray | torch.Tensor, np.ndarray, np.ndarray]],
     config: ParzenConfig = ParzenConfig(),
+    sigma: float | None = None,
 ) -> FoldsResult:
-    """TFD protocol: sigma chosen on each fold's validation set, standard error across folds."""
-    if not (len(samples) == len(valids) == len(tests)) or not samples:
-        raise UsageError(
-            f"need one sample set, validation set and test set per fold, got "
-            f"{len(samples)}, {len(valids)} and {len(tests)}"
-        )
-    results = tuple(
-        evaluate(s, v, t, config) for s, v, t in zip(samples, valids, tests, strict=True)
-    )
+    """TFD protocol: for each fold's (samples, validation set, test set), sigma chosen on that
+    fold's validation set (or the given `sigma`); the mean test log-likelihood over folds and its
+    standard error across folds. `folds` may be a generator, so that each fold's data is loaded
+    only when it is scored (MNIST is one fold)."""
+    results = tuple(evaluate(s, v, t, config, sigma=sigma) for s, v, t in folds)
+    if not results:
+        raise UsageError("need at least one fold: its samples, validation set and test set")
     mean, se = mean_and_se(np.array([r.test_mean for r in results]))
     return FoldsResult(folds=results, test_mean=mean, test_se=se)
 

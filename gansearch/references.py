@@ -206,21 +206,8 @@ def reference_rows(
     say = say or (lambda text: None)
     parzen = parzen or ParzenConfig()
     n_real, k = reference_sizes(len(dataset.train), n_samples, n_clusters)
-    data_key = _data_key(dataset, scorer)
-    kmeans_inputs = {"data": data_key, "n_clusters": k, "seed": seed, "max_iter": max_iter}
-    kmeans_inputs["tol"] = KMEANS_TOL
-    inputs = {
-        "format": REFERENCES_FORMAT,
-        "dataset": dataset.name,
-        "kmeans": kmeans_inputs,
-        "n_samples": n_real,
-        "classifier": None if scorer is None else _classifier_key(scorer),
-        "parzen": {
-            "sigmas": [float(s) for s in parzen.sigmas],
-            "n_valid": parzen.n_valid,
-            "precision": parzen.precision,
-        },
-    }
+    inputs = _inputs(dataset, scorer, n_real, k, seed, max_iter, parzen)
+    kmeans_inputs = inputs["kmeans"]
     folder = references_dir(cache)
     key = _digest_json(inputs)
     path = folder / f"{dataset.name}-{key}.json"
@@ -269,6 +256,37 @@ def reference_rows(
     _write_json(path, {**state, "rows": [asdict(r) for r in rows]})
     say(f"references for {dataset.name}: cached in {path}")
     return rows
+
+
+def _inputs(
+    dataset: Dataset,
+    scorer: QualityScorer | None,
+    n_real: int,
+    k: int,
+    seed: int,
+    max_iter: int,
+    parzen: ParzenConfig,
+) -> dict[str, Any]:
+    """Everything the reference rows depend on, as the cache key hashes it."""
+    kmeans = {
+        "data": _data_key(dataset, scorer),
+        "n_clusters": k,
+        "seed": seed,
+        "max_iter": max_iter,
+        "tol": KMEANS_TOL,
+    }
+    return {
+        "format": REFERENCES_FORMAT,
+        "dataset": dataset.name,
+        "kmeans": kmeans,
+        "n_samples": n_real,
+        "classifier": None if scorer is None else _classifier_key(scorer),
+        "parzen": {
+            "sigmas": [float(s) for s in parzen.sigmas],
+            "n_valid": parzen.n_valid,
+            "precision": parzen.precision,
+        },
+    }
 
 
 def references_dir(cache: Path | None = None) -> Path:

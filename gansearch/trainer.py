@@ -324,10 +324,7 @@ class Trainer:
                 if step % DIVERGENCE_CHECK_EVERY == 0:
                     self._raise_if_diverged(epoch, first_bad)
         self._raise_if_diverged(epoch, first_bad)
-        for name, params in (("generator", self.g_params), ("discriminator", self.d_params)):
-            norms = torch.stack(torch._foreach_norm(params))
-            if not bool(torch.isfinite(norms).all()):
-                raise _divergence(epoch, n_batches, f"a {name} parameter is NaN or Inf")
+        self._raise_if_parameters_diverged(epoch, n_batches)
         seconds = time.perf_counter() - start
 
         d_mean = (d_sums / max(n_batches, 1)).tolist()
@@ -345,24 +342,37 @@ class Trainer:
             seconds=seconds,
         )
         if cfg.eval.every and epoch % cfg.eval.every == 0:
-            t0 = time.perf_counter()
-            samples = self.sample(cfg.eval.samples)
-            result = self.evaluate(cfg.eval.samples, cfg.eval.n_valid, samples=samples)
-            scores = {}
-            if self.quality is not None:
-                scores = self.quality.score(samples, f"epoch {epoch} samples").metrics()
-                scores["classes_covered"] = int(scores["classes_covered"])
-            metrics = replace(
-                metrics,
-                valid_ll=result.valid_mean,
-                valid_se=result.valid_se,
-                sigma=result.sigma,
-                eval_seconds=time.perf_counter() - t0,
-                **scores,
-            )
+            metrics = self._with_evaluation(metrics)
         self.epoch = epoch
         self.history.append(metrics)
         return metrics
+
+    def _raise_if_parameters_diverged(self, epoch: int, step: int) -> None:
+        """DivergenceError if any weight of G or D is NaN or Inf after the epoch's last step."""
+        for name, params in (("generator", self.g_params), ("discriminator", self.d_params)):
+            norms = torch.stack(torch._foreach_norm(params))
+            if not bool(torch.isfinite(norms).all()):
+                raise _divergence(epoch, step, f"a {name} parameter is NaN or Inf")
+
+    def _with_evaluation(self, metrics: EpochMetrics) -> EpochMetrics:
+        """The epoch's metrics with its validation log-likelihood (sigma cross-validated) and,
+        with a quality scorer, FID, classes covered and confidence of the same samples."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        samples = self.sample(cfg.eval.samples)
+        result = self.evaluate(cfg.eval.samples, cfg.eval.n_valid, samples=samples)
+        scores = {}
+        if self.quality is not None:
+            scores = self.quality.score(samples, f"epoch {metrics.epoch} samples").metrics()
+            scores["classes_covered"] = int(scores["classes_covered"])
+        return replace(
+            metrics,
+            valid_ll=result.valid_mean,
+            valid_se=result.valid_se,
+            sigma=result.sigma,
+            eval_seconds=time.perf_counter() - t0,
+            **scores,
+        )
 
     def _last_lr(self, base: float, updates: int) -> float:
         o = self.config.optim

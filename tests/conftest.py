@@ -9,12 +9,6 @@ import pytest
 
 from gansearch.data import idx
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST_CANDIDATES = [
-    os.environ.get("GANSEARCH_DATA_DIR"),
-    str(REPO.parent / "shared" / "data" / "mnist"),
-    "/work/shared/data/mnist",
-]
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -34,11 +28,12 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The directory holding the four real MNIST IDX files."""
-    for candidate in MNIST_CANDIDATES:
-        if candidate and idx.find_files(idx.MNIST, Path(candidate)):
-            return Path(candidate)
-    _require("real MNIST (set GANSEARCH_DATA_DIR)")
+    """The directory holding the four real MNIST IDX files: GANSEARCH_DATA_DIR's (.ci/run sets
+    it)."""
+    given = os.environ.get("GANSEARCH_DATA_DIR")
+    if given and idx.find_files(idx.MNIST, Path(given)):
+        return Path(given)
+    _require(f"real MNIST in GANSEARCH_DATA_DIR ({given or 'unset'})")
     raise AssertionError("unreachable")
 
 
@@ -99,3 +94,14 @@ def diverged_pbt_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr[-4000:]
     (results / "stderr.txt").write_text(done.stderr)
     return results
+
+
+# Fixtures that train a classifier or run a search: every test that uses one is slow.
+SLOW_FIXTURES = {"mnist_scorer", "digits_scorer", "tracked_search", "diverged_pbt_search"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use a slow fixture `slow`, so that `-m "not slow"` stays quick."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

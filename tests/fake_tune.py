@@ -1,4 +1,4 @@
-"""A stand-in for the Ray Tune session a trial function runs in, to call search.train_trial
+"""A stand-in for the Ray Tune session a trial function runs in, to call trial.train_trial
 directly: what it reports is recorded, and the checkpoint it starts from is given."""
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ class FakeTune:
 
 
 def fake_session(monkeypatch: pytest.MonkeyPatch, checkpoint_dir: Path | None, dataset) -> FakeTune:
-    """Make search.train_trial run here: starting from `checkpoint_dir` (None: from scratch),
-    on `dataset`, on a node named "node"."""
+    """Make gansearch.search.trial.train_trial run here: starting from `checkpoint_dir` (None:
+    from scratch), on `dataset`, on a node named "node"."""
     from ray import tune
 
-    from gansearch import search
+    from gansearch.search import trial as search
 
     start = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
     fake = FakeTune(start)

@@ -96,6 +96,7 @@ def test_data_command_reports_the_splits(capsys):
     assert "train   1197 x 64" in out and "test     300 x 64" in out
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     script = shutil.which("gansearch") or pytest.fail("the gansearch console script is missing")
     result = subprocess.run([script, "parzen", "--help"], capture_output=True, text=True)

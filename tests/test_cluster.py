@@ -412,7 +412,7 @@ def test_mlflow_server_script_refuses_to_start_without_a_backend_store():
 def test_trials_get_an_absolute_data_dir_from_the_flag_or_the_drivers_environment(
     tmp_path, monkeypatch
 ):
-    from gansearch.search import trial_data_dir
+    from gansearch.search.trial import trial_data_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GANSEARCH_DATA_DIR", raising=False)

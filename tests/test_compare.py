@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
 from gansearch.cli import main
-from gansearch.experiment import SPACE_COPY, append_report
+from gansearch.experiment import SPACE_COPY, append_report, save_setup
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _experiment(directory: Path, reports: list[tuple[str, dict]]) -> Path:
-    directory.mkdir(parents=True)
-    shutil.copy(FIXTURES / "small_space.yaml", directory / SPACE_COPY)
+    save_setup(directory, FIXTURES / "small_space.yaml", {}, tracking_uri=None)
     for trial_id, result in reports:
         append_report(directory, trial_id, result)
     return directory
@@ -36,15 +33,9 @@ def test_compare_draws_best_so_far_against_trial_epochs(tmp_path, capsys) -> Non
             ("a", _report("s1", 2, 3.0, 1.0)),
         ],
     )
-    # An older experiment without a report log: the trial directories' files are read instead.
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    shutil.copy(FIXTURES / "small_space.yaml", slow / SPACE_COPY)
-    trial = slow / "train_trial_c"
-    trial.mkdir()
-    (trial / "params.json").write_text("{}")
-    rows = [{"trial_id": "c", **_report("s3", e, float(e), float(e))} for e in (1, 2, 3)]
-    (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows))
+    slow = _experiment(
+        tmp_path / "slow", [("c", _report("s3", e, float(e), float(e))) for e in (1, 2, 3)]
+    )
     out, table = tmp_path / "budget.png", tmp_path / "budget.csv"
     args = ["compare", str(fast), str(slow), "--labels", "fast", "slow", "--out", str(out)]
     code = main([*args, "--reference", "paper=2.5", "--csv", str(table)])

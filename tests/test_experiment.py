@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gansearch import leftovers
+from gansearch import orphaned_ray
 from gansearch.cli import main
 from gansearch.errors import UsageError
 from gansearch.experiment import (
@@ -179,12 +179,13 @@ def _spawn(ignore_term: bool = False) -> subprocess.Popen:
     return child
 
 
+@pytest.mark.slow
 def test_the_next_search_ends_what_a_killed_driver_left(tmp_path, monkeypatch):
     monkeypatch.setenv("GANSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     polite, stubborn = _spawn(), _spawn(ignore_term=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    records = tmp_path / "cache" / leftovers.RECORDS
+    records = tmp_path / "cache" / orphaned_ray.RECORDS
     records.mkdir(parents=True)
     children = [
         {"pid": p.pid, "started": psutil.Process(p.pid).create_time(), "name": "python"}
@@ -197,7 +198,7 @@ def test_the_next_search_ends_what_a_killed_driver_left(tmp_path, monkeypatch):
     (records / f"{os.getpid()}.json").write_text(json.dumps(alive))  # a live search: untouched
     said: list[str] = []
     try:
-        assert leftovers.reap_leftover_ray(said.append) == 2
+        assert orphaned_ray.reap_leftover_ray(said.append) == 2
         assert polite.wait(timeout=10) is not None and stubborn.wait(timeout=10) is not None
         assert f"(PID {dead.pid})" in said[0] and "2 process(es)" in said[0]
         assert not (records / f"{dead.pid}.json").exists()
@@ -210,14 +211,14 @@ def test_the_next_search_ends_what_a_killed_driver_left(tmp_path, monkeypatch):
 def test_a_reused_pid_is_not_ended(tmp_path, monkeypatch):
     monkeypatch.setenv("GANSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     child = _spawn()
-    records = tmp_path / "cache" / leftovers.RECORDS
+    records = tmp_path / "cache" / orphaned_ray.RECORDS
     records.mkdir(parents=True)
     other = {"pid": child.pid, "started": 1.0, "name": "raylet"}  # started long ago: not this one
     (records / "999999.json").write_text(
         json.dumps({"pid": 999999, "started": 0.0, "children": [other]})
     )
     try:
-        assert leftovers.reap_leftover_ray(lambda text: None) == 0
+        assert orphaned_ray.reap_leftover_ray(lambda text: None) == 0
         assert child.poll() is None
     finally:
         child.kill()

@@ -8,11 +8,13 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from fake_tune import fake_session
 
-from gansearch import search
 from gansearch.data import load_dataset
+from gansearch.outcomes import trial_outcome
+from gansearch.search import trial as search
 from gansearch.space import load_space
 from gansearch.train_config import TrainConfig, apply_overrides
 from gansearch.trainer import DIVERGENCE_CHECK_EVERY, Trainer
@@ -35,6 +37,7 @@ def _count_syncs(monkeypatch) -> list[str]:
     return calls
 
 
+@pytest.mark.slow
 def test_a_training_epoch_syncs_with_the_host_a_bounded_number_of_times(monkeypatch):
     config = apply_overrides(
         TrainConfig(),
@@ -69,6 +72,6 @@ def test_out_of_gpu_memory_names_the_packing_to_lower(tmp_path, monkeypatch):
     search.train_trial(config, space, None)
     assert len(fake.reports) == 1
     report = fake.reports[0][0]
-    status, reason = search.classify(report, None, space.budget.max_epochs)
+    status, reason = trial_outcome(report, None, space.budget.max_epochs)
     assert status == "failed"
     assert "resources.gpus 0.25 (4 trial(s) per GPU)" in reason and "raise resources.gpus" in reason

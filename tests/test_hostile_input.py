@@ -155,6 +155,7 @@ def test_a_results_directory_that_cannot_be_written_fails_before_anything_starts
     assert time.monotonic() - started < 30  # no Ray, no MLflow store was started
 
 
+@pytest.mark.slow
 def test_an_unwritable_cache_trains_the_classifier_and_says_it_was_not_kept(tmp_path, monkeypatch):
     from gansearch.quality import load_scorer
 

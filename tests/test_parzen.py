@@ -140,14 +140,16 @@ def test_mean_and_se_is_population_std_over_sqrt_n():
 def test_folds_standard_error_is_across_folds():
     rng = np.random.default_rng(6)
     folds = [(rng.random((30, 4)), rng.random((10, 4)), rng.random((15, 4))) for _ in range(3)]
-    result = evaluate_folds(*zip(*folds, strict=True))
+    result = evaluate_folds(folds)
     per_fold = np.array([evaluate(*fold).test_mean for fold in folds])
     assert result.test_mean == pytest.approx(per_fold.mean())
     assert result.test_se == pytest.approx(per_fold.std() / math.sqrt(3))
-    with pytest.raises(UsageError, match="one sample set"):
-        evaluate_folds([folds[0][0]], [folds[0][1]], [])
+    assert evaluate_folds(iter(folds[:1])).test_mean == pytest.approx(per_fold[0])
+    with pytest.raises(UsageError, match="at least one fold"):
+        evaluate_folds([])
 
 
+@pytest.mark.slow
 def test_paper_protocol_on_real_mnist_training_images(mnist_dir):
     """10,000 real training images as 'samples' score about 241 nats (measured independently)."""
     data = load_dataset("mnist", mnist_dir)

@@ -30,16 +30,11 @@ from gansearch.experiment import (
     read_results,
     read_trial_log,
 )
-from gansearch.search import (
-    GansearchOptunaSearch,
-    TrialEpochBudget,
-    _clip_to_ranges,
-    _stored_sessions,
-    _values,
-    budget_curve,
-    first_population,
-    tune_domain,
-)
+from gansearch.histories import budget_curve, stored_sessions
+from gansearch.outcomes import trial_outcome
+from gansearch.search.budget import TrialEpochBudget
+from gansearch.search.optuna_search import ReusingOptunaSearch
+from gansearch.search.pbt import clip_to_ranges, first_population, mutation_values, tune_domain
 from gansearch.space import load_space, make_sampler
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -109,7 +104,7 @@ def test_report_log_keeps_every_report_and_the_sessions_trained(tmp_path) -> Non
     reports = read_reports(tmp_path)
     assert sorted(reports) == ["x", "y"] and "config/big" not in reports["x"]
     assert reports["x"]["hp/optim.k"].tolist()[-1] == 2
-    assert _stored_sessions(tmp_path) == {("x", "s"): 2, ("y", "t"): 1}
+    assert stored_sessions(tmp_path) == {("x", "s"): 2, ("y", "t"): 1}
 
 
 # ----------------------------------------------------------------------------- pbt's search space
@@ -118,12 +113,12 @@ def test_report_log_keeps_every_report_and_the_sessions_trained(tmp_path) -> Non
 def test_pbt_mutations_stay_in_the_searched_ranges() -> None:
     space = load_space(PBT)
     params = {p.key: p for p in space.params}
-    assert _values(params["optim.k"]) == [1, 2, 3]
-    assert _values(params["generator.units"]) == ["[64, 64]", "[128, 128]"]
+    assert mutation_values(params["optim.k"]) == [1, 2, 3]
+    assert mutation_values(params["generator.units"]) == ["[64, 64]", "[128, 128]"]
     assert tune_domain(params["optim.lr_d"]).lower == 0.01
     config = {"optim.lr_d": 0.6, "optim.lr_g": 0.005, "discriminator.keep_probs[0]": 0.9}
     ranges = {"optim.lr_d": (0.01, 0.5), "optim.lr_g": (0.01, 0.5)}
-    assert _clip_to_ranges(config, ranges) == {
+    assert clip_to_ranges(config, ranges) == {
         "optim.lr_d": 0.5,
         "optim.lr_g": 0.01,
         "discriminator.keep_probs[0]": 0.9,
@@ -133,7 +128,7 @@ def test_pbt_mutations_stay_in_the_searched_ranges() -> None:
 def test_pbt_population_starts_from_the_random_searchs_first_draws() -> None:
     space = load_space(PBT)
     sampler = make_sampler(space.search)
-    searcher = GansearchOptunaSearch(
+    searcher = ReusingOptunaSearch(
         space=space.optuna_space(), metric="valid_ll", mode="max", sampler=sampler
     )
     random_search = [searcher.suggest(f"t{i}") for i in range(space.budget.trials)]
@@ -178,7 +173,7 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
             driver.kill()
     assert driver.returncode == 130, rest
     experiment = tmp_path / "pbt"
-    spent_before = sum(_stored_sessions(experiment).values())
+    spent_before = sum(stored_sessions(experiment).values())
     assert 12 <= spent_before < 32
 
     resumed = subprocess.run(
@@ -198,7 +193,7 @@ def test_pbt_search_copies_perturbs_tracks_lineage_and_resumes(tmp_path) -> None
     reports = pd.concat(read_reports(experiment).values())
     after = reports[reports["reported_at"] > interrupted_at]
     assert len(after) and (after["epoch"] > after["session_epochs"]).all()
-    assert spent_before < sum(_stored_sessions(experiment).values()) <= 48
+    assert spent_before < sum(stored_sessions(experiment).values()) <= 48
     table = pd.read_parquet(experiment / "results.parquet")
     assert len(table) == 4 and table["trial_id"].is_unique
     outcome = (table[["trial_id", "status", "epochs"]].to_string(), resumed.stderr[-4000:])
@@ -294,7 +289,7 @@ def test_a_diverged_member_is_replaced_by_a_copy_and_the_population_keeps_its_si
     # Nothing was trained twice: all sessions together trained the 4 x 8 epochs, plus the
     # diverged session's epochs past the checkpoint its copy went on from.
     lost = 3 - copied_epoch
-    assert sum(_stored_sessions(experiment).values()) == 4 * space.budget.max_epochs + lost
+    assert sum(stored_sessions(experiment).values()) == 4 * space.budget.max_epochs + lost
     assert "retrying" not in stderr  # no retry of the diverged state from its own checkpoint
 
     # MLflow: the replacement's run carries the same lineage.
@@ -315,8 +310,8 @@ def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
     leaves the population out of step). The session then trains nothing; it must still report
     the state it holds, or Tune keeps the trial's older result and calls it stopped early."""
 
-    from gansearch import search
     from gansearch.data import load_dataset
+    from gansearch.search import trial as search
     from gansearch.trainer import Trainer
 
     space = load_space(PBT).with_budget(max_epochs=2)
@@ -339,7 +334,7 @@ def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
     assert report["copied_from"] == "t_00003" and report["copied_epoch"] == 2
     assert search.PBT_TIME not in report  # the last report: no copy after it
     assert checkpoint is not None
-    assert search.classify(report, None, space.budget.max_epochs) == ("finished", "")
+    assert trial_outcome(report, None, space.budget.max_epochs) == ("finished", "")
 
 
 @pytest.mark.slow

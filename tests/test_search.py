@@ -25,7 +25,8 @@ from processes import processes_with_env
 
 from gansearch.cli import main
 from gansearch.experiment import read_results, read_trial_log
-from gansearch.search import GansearchOptunaSearch, _best_checkpoint
+from gansearch.search.optuna_search import ReusingOptunaSearch
+from gansearch.search.results import best_checkpoint
 from gansearch.space import load_space, make_sampler
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
 
 def study_of(experiment_dir: Path) -> optuna.Study:
     """The Optuna study the searcher saved with the experiment."""
-    searcher = GansearchOptunaSearch()
+    searcher = ReusingOptunaSearch()
     searcher.restore_from_dir(str(experiment_dir))
     return searcher._ot_study
 
@@ -53,7 +54,7 @@ def test_optuna_proposes_the_given_configurations_first(tmp_path):
         )
     )
     space = load_space(space_file)
-    searcher = GansearchOptunaSearch(
+    searcher = ReusingOptunaSearch(
         space=space.optuna_space(),
         metric="valid_ll",
         mode="max",
@@ -124,8 +125,8 @@ def test_best_checkpoint_is_chosen_on_the_objective_in_its_direction(metric, exp
         {"epoch": 3, "valid_ll": 3.0, "fid": 70.0},
         {"epoch": 4, "valid_ll": 7.0, "fid": float("nan")},  # a tie: the earlier epoch wins
     ]
-    assert _best_checkpoint(_Result(reports, "ckpt-4"), metric) == expected
-    assert _best_checkpoint(_Result([], "ckpt-9"), metric) == "ckpt-9"  # nothing scored
+    assert best_checkpoint(_Result(reports, "ckpt-4"), metric) == expected
+    assert best_checkpoint(_Result([], "ckpt-9"), metric) == "ckpt-9"  # nothing scored
 
 
 def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
@@ -319,7 +320,14 @@ def test_killed_driver_resumes_and_loses_no_trial(tmp_path):
     assert len(table) == 5 and table["trial_id"].is_unique
     assert set(table["status"]) <= {"finished", "stopped early"}
     trials = study_of(tmp_path / "small").trials
-    assert len(trials) == 5 and all(t.state.is_finished() for t in trials)
+    seen = [(t.number, t.state.name, t.user_attrs) for t in trials]
+    assert all(t.state.is_finished() for t in trials), seen
+    # One Optuna trial per Tune trial. A resumed sampler may propose again a configuration
+    # that was trained after its last snapshot: that proposal is answered with the earlier
+    # result (an extra Optuna trial marked `reused_from`), never trained twice.
+    trained = [t for t in trials if "reused_from" not in t.user_attrs]
+    assert len(trained) == 5, seen
+    assert {t.user_attrs["tune_trial_id"] for t in trained} == set(table["trial_id"]), seen
 
 
 def test_resume_without_an_experiment_is_refused(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from gansearch.cli import main
 from gansearch.errors import ConfigError
-from gansearch.space import load_space
+from gansearch.space import load_space, make_sampler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD = sorted((FIXTURES / "bad_spaces").glob("*.yaml"))
@@ -152,3 +152,21 @@ def test_shipped_pareto_space_searches_parzen_and_fid():
     space = load_space(Path(__file__).parents[1] / "search_spaces" / "digits_pareto.yaml")
     assert space.objective.metrics == ("valid_ll", "fid")
     assert space.search.algorithm == "nsgaii"
+
+
+def test_nsga_ii_sampler_pickles_into_ray_tunes_state_and_back():
+    """Optuna 5.1's NSGA-II sampler holds a thread lock; Ray Tune pickles it with the
+    experiment. gansearch's pickles without the lock and gets a new one back."""
+    import pickle
+    import threading
+
+    space = load_space(Path(__file__).parents[1] / "search_spaces" / "digits_pareto.yaml")
+    assert space.search.algorithm == "nsgaii"
+    sampler = make_sampler(space.search)
+    restored = pickle.loads(pickle.dumps(sampler))
+    assert isinstance(restored, optuna.samplers.NSGAIISampler)
+    locks = [v for v in vars(sampler).values() if isinstance(v, type(threading.Lock()))]
+    assert len(locks) == len(
+        [v for v in vars(restored).values() if isinstance(v, type(threading.Lock()))]
+    )
+    assert restored._population_size == sampler._population_size

@@ -5,6 +5,8 @@ trials, resumed)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -63,6 +65,13 @@ def test_unreachable_tracking_server_is_reported_before_trials(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"cannot reach the MLflow tracking server at {uri}" in err and "Traceback" not in err
     assert not (tmp_path / "small").exists()
+
+
+def test_importing_tracking_leaves_mlflow_unloaded():
+    """MLflow takes seconds to import: the package loads it only when a store is opened."""
+    code = "import sys, gansearch.tracking; print(sorted({'mlflow', 'ray'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_parent_run_shows_the_searchs_best_and_is_a_training_experiment(tracked_search):

@@ -12,9 +12,19 @@ import pandas as pd
 import pytest
 from fake_tune import fake_session
 
-from gansearch import search
 from gansearch.data import load_dataset
-from gansearch.experiment import append_report, append_trial_end
+from gansearch.experiment import (
+    CHECKPOINT_FILE,
+    append_report,
+    append_trial_end,
+    read_reports,
+    read_trial_log,
+)
+from gansearch.outcomes import trial_outcome
+from gansearch.progress import ProgressPrinter
+from gansearch.search.optuna_search import ReusingOptunaSearch
+from gansearch.search.results import results_table
+from gansearch.search.trial import train_trial
 from gansearch.space import load_space
 
 SMALL = Path(__file__).parent / "fixtures" / "small_space.yaml"
@@ -24,16 +34,16 @@ def test_an_unreadable_checkpoint_fails_the_trial_once_saying_why(tmp_path, monk
     space = load_space(SMALL)
     directory = tmp_path / "ckpt"
     directory.mkdir()
-    (directory / search.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    (directory / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     fake = fake_session(monkeypatch, directory, load_dataset("digits"))
     config = {"optim.lr_d": 0.1, "optim.k": 1, "generator.units": "[64, 64]"}
-    search.train_trial(config, space, None)  # returns: Tune sees an ended trial, not a crash
+    train_trial(config, space, None)  # returns: Tune sees an ended trial, not a crash
     assert len(fake.reports) == 1
     report, checkpoint = fake.reports[0]
     assert checkpoint is None and report["session_epochs"] == 0
-    status, reason = search.classify(report, None, space.budget.max_epochs)
+    status, reason = trial_outcome(report, None, space.budget.max_epochs)
     assert status == "failed" and "cannot resume" in reason and "trainer.pt" in reason
-    optuna = search.GansearchOptunaSearch(space=space.optuna_space(), metric="valid_ll", mode="max")
+    optuna = ReusingOptunaSearch(space=space.optuna_space(), metric="valid_ll", mode="max")
     assert not optuna._usable(report)  # Optuna records it as FAIL
 
 
@@ -63,11 +73,11 @@ def test_broken_and_never_started_trials_rank_last_with_what_they_reported(tmp_p
         _Result("good", {"epoch": 3, "valid_ll": 2.0}, config, tmp_path),
         _Result("pending", {}, config, tmp_path),
     ]
-    table = search.results_table(
+    table = results_table(
         grid,
         space,
-        trial_log=search.read_trial_log(experiment),
-        reports=search.read_reports(experiment),
+        trial_log=read_trial_log(experiment),
+        reports=read_reports(experiment),
     )
     assert table["trial_id"].tolist()[0] == "good"
     rows = table.set_index("trial_id")
@@ -86,7 +96,7 @@ def test_a_resumed_search_shows_the_best_it_had_found(tmp_path):
         append_report(experiment, "a", {"epoch": epoch, "valid_ll": value})
     append_trial_end(experiment, "a", "finished", "", 1.0)
     out = io.StringIO()
-    progress = search.ProgressCallback(space, out=out, experiment_dir=experiment)
+    progress = ProgressPrinter(space, out=out)
     progress.resume_from(experiment)
     progress.trial_result("b", {"epoch": 1, "valid_ll": 1.0})
     progress.tick(force=True)
@@ -96,9 +106,9 @@ def test_a_resumed_search_shows_the_best_it_had_found(tmp_path):
 
 
 @pytest.mark.parametrize("status", ["failed", "diverged"])
-def test_classify_reads_the_trials_own_verdict(status):
+def test_trial_outcome_reads_the_trials_own_verdict(status):
     result = {status: 1, "error": "why", "epoch": 3}
-    assert search.classify(result, None, 10) == (status, "why")
+    assert trial_outcome(result, None, 10) == (status, "why")
 
 
 class _Scripted:
@@ -131,7 +141,7 @@ def test_a_configuration_proposed_twice_is_not_trained_twice():
     a = {"optim.lr_d": 0.1, "optim.k": 2, "generator.units": "[64, 64]"}
     b = {"optim.lr_d": 0.2, "optim.k": 1, "generator.units": "[128, 128]"}
     said: list[str] = []
-    searcher = search.GansearchOptunaSearch(
+    searcher = ReusingOptunaSearch(
         space=space.optuna_space(),
         metric="valid_ll",
         mode="max",
@@ -156,7 +166,7 @@ def test_a_proposal_left_by_an_interrupted_driver_goes_to_the_next_tune_trial(tm
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
 
     def searcher():
-        return search.GansearchOptunaSearch(
+        return ReusingOptunaSearch(
             space=space.optuna_space(),
             metric="valid_ll",
             mode="max",

@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     from gansearch.commands.curves import parse_references
     from gansearch.errors import UsageError
-    from gansearch.experiment import SPACE_COPY, is_experiment, stored_space
+    from gansearch.experiment import SPACE_COPY, is_experiment, read_reports
     from gansearch.figures import budget_curves
-    from gansearch.search import budget_curve, search_histories
+    from gansearch.histories import budget_curve
+    from gansearch.space import stored_space
 
     labels = args.labels or [p.name for p in args.experiments]
     if len(labels) != len(args.experiments):
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{directory}: no {SPACE_COPY} (not a gansearch experiment)")
         metric = stored_space(directory).objective.primary
         metrics.add(metric)
-        histories = search_histories(directory)
+        histories = read_reports(directory)
         if not histories:
             raise UsageError(f"{directory}: no trial has reported yet")
         curve = budget_curve(histories, metric)

@@ -43,31 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate_checkpoint(trainer: Any, seed: int, scorer: Any = None) -> list[dict[str, Any]]:
     """One row per sigma grid: the Table 1 protocol on `trainer`'s generator with seeded noise."""
-    from gansearch.report import final_evaluation
+    from gansearch.evaluation import final_evaluation
 
-    rows: list[dict[str, Any]] = []
-    samples = None
-    for grid, sigmas in trainer.config.eval.sigma_grids().items():
-        result, samples = final_evaluation(trainer, seed, sigmas=sigmas, samples=samples)
-        rows.append(
-            {
-                "epoch": trainer.epoch,
-                "seed": seed,
-                "grid": grid,
-                "grid_size": len(sigmas),
-                "sigma": result.sigma,
-                "valid_ll": result.valid_mean,
-                "valid_se": result.valid_se,
-                "test_ll": result.test_mean,
-                "test_se": result.test_se,
-                "n_samples": result.n_samples,
-            }
-        )
-    if scorer is not None and samples is not None:
-        scores = scorer.score(samples, f"epoch {trainer.epoch} samples").metrics()
-        for row in rows:
-            row.update(scores)
-    return rows
+    final = final_evaluation(trainer, seed, scorer, f"epoch {trainer.epoch} samples")
+    scores = final.quality.metrics() if final.quality is not None else {}
+    return [
+        {
+            "epoch": trainer.epoch,
+            "seed": seed,
+            "grid": grid,
+            "grid_size": final.grid_sizes[grid],
+            "sigma": result.sigma,
+            "valid_ll": result.valid_mean,
+            "valid_se": result.valid_se,
+            "test_ll": result.test_mean,
+            "test_se": result.test_se,
+            "n_samples": result.n_samples,
+            **scores,
+        }
+        for grid, result in final.grids.items()
+    ]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from gansearch.data import DATASETS, load_dataset
 from gansearch.data.tfd import N_FOLDS
 from gansearch.errors import UsageError
-from gansearch.parzen import ParzenConfig, ParzenResult, check_samples, evaluate, mean_and_se
+from gansearch.parzen import ParzenConfig, ParzenResult, check_samples, evaluate_folds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,20 +100,27 @@ def run(args: argparse.Namespace) -> int:
     if len(args.samples) not in (1, len(folds)):
         raise UsageError(f"give one --samples file, or one per fold ({len(folds)})")
     raw = [load_samples(path) for path in args.samples]
+
+    def scored_folds() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each fold's samples and data, loaded only when its turn comes."""
+        for i, fold in enumerate(folds):
+            data = load_dataset(args.dataset, args.data_dir, fold=fold or 0)
+            which = 0 if len(raw) == 1 else i
+            samples = check_samples(raw[which], data.image_shape, str(args.samples[which]))
+            n_valid = min(len(data.valid), config.n_valid or len(data.valid))
+            print(
+                f"{labels[i]}scoring {len(data.test)} test examples of {data.name} under "
+                f"{len(samples)} samples; sigma from {n_valid} validation examples",
+                file=sys.stderr,
+            )
+            yield samples, data.valid, data.test
+
+    labels = [f"[fold {fold}] " if fold is not None else "" for fold in folds]
+    start = time.perf_counter()
+    scored = evaluate_folds(scored_folds(), config, sigma=args.sigma)
+    print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     results: list[dict] = []
-    for i, fold in enumerate(folds):
-        data = load_dataset(args.dataset, args.data_dir, fold=fold or 0)
-        which = 0 if len(raw) == 1 else i
-        samples = check_samples(raw[which], data.image_shape, str(args.samples[which]))
-        label = f"[fold {fold}] " if fold is not None else ""
-        n_valid = min(len(data.valid), config.n_valid or len(data.valid))
-        print(
-            f"{label}scoring {len(data.test)} test examples of {data.name} under "
-            f"{len(samples)} samples; sigma from {n_valid} validation examples",
-            file=sys.stderr,
-        )
-        start = time.perf_counter()
-        result = evaluate(samples, data.valid, data.test, config, sigma=args.sigma)
+    for label, fold, result in zip(labels, folds, scored.folds, strict=True):
         numbers = (result.valid_mean, result.valid_se, result.test_mean, result.test_se)
         if not all(math.isfinite(x) for x in numbers):
             which = f"--sigma {args.sigma:g}" if args.sigma is not None else "every grid sigma"
@@ -121,16 +129,17 @@ def run(args: argparse.Namespace) -> int:
                 "too small for these samples)"
                 + ("; leave out --sigma to cross-validate it" if args.sigma is not None else "")
             )
-        print(f"{label}done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         if not args.json:
             print_result(label, result, config)
         results.append({"fold": fold, **result.__dict__})
     summary: dict = {"dataset": args.dataset, "results": results}
     if len(folds) > 1:
-        mean, se = mean_and_se(np.array([r["test_mean"] for r in results]))
-        summary.update(test_mean=mean, test_se=se)
+        summary.update(test_mean=scored.test_mean, test_se=scored.test_se)
         if not args.json:
-            print(f"test log-likelihood over {len(folds)} folds: {mean:.2f} ± {se:.2f}")
+            print(
+                f"test log-likelihood over {len(folds)} folds: "
+                f"{scored.test_mean:.2f} ± {scored.test_se:.2f}"
+            )
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0

@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate the space, run the search, print the leaderboard."""
     from gansearch.experiment import DRIVER_LOG, RESULTS_FILE
-    from gansearch.search import RunOptions, format_leaderboard, run_search
+    from gansearch.leaderboard import format_leaderboard
+    from gansearch.search import RunOptions, run_search
     from gansearch.space import load_space
 
     space = load_space(args.space)

@@ -39,6 +39,7 @@ from gansearch.train_config import (
 
 if TYPE_CHECKING:
     from gansearch.data.base import Dataset
+    from gansearch.evaluation import FinalEvaluation
     from gansearch.quality import QualityScorer
     from gansearch.trainer import Trainer
 
@@ -176,8 +177,8 @@ def _continued_trial(source: str, results_dir: Path) -> tuple[dict[str, Any], Tr
         find_trial,
         has_results,
         stored_search_id,
-        stored_space,
     )
+    from gansearch.space import stored_space
 
     head, _, tail = source.rstrip("/").rpartition("/")
     if has_results(Path(source)):  # an experiment directory
@@ -304,18 +305,14 @@ def _final_evaluation(
     """The paper's final evaluation of the best validation epoch from epoch `first` on (else
     the last), on both sigma grids, the quality metrics if asked, and the sample grid; returns
     the grid and the summary that metrics.json holds."""
+    from gansearch.evaluation import final_evaluation
     from gansearch.figures import sample_grid
     from gansearch.trainer import Trainer, best_epoch
 
     chosen = best_epoch(_since(trainer.history, first))
     final = trainer
     if chosen is not None and chosen.epoch != trainer.epoch:
-        if (out / BEST).exists():
-            final = Trainer.from_checkpoint(out / BEST, dataset, config=config, quality=quality)
-        else:  # a run begun before best.pt existed
-            print(f"no {out / BEST}: evaluating the last epoch instead of epoch {chosen.epoch}")
-            chosen = None
-    e = config.eval
+        final = Trainer.from_checkpoint(out / BEST, dataset, config=config, quality=quality)
     which = (
         f"epoch {final.epoch} of {trainer.epoch}, the best validation log-likelihood "
         f"({chosen.valid_ll:.2f})"
@@ -323,65 +320,72 @@ def _final_evaluation(
         else f"the last epoch ({trainer.epoch}; no epoch was evaluated to choose on)"
     )
     print(f"final evaluation of {which}", flush=True)
-    samples = final.sample(e.final_samples)
-    n_valid = min(e.final_n_valid or len(dataset.valid), len(dataset.valid))
-    grids = e.sigma_grids()
-    results = {
-        name: final.evaluate(e.final_samples, e.final_n_valid, test=True, samples=samples, sigmas=g)
-        for name, g in grids.items()
-    }
-    print(
-        f"Parzen log-likelihood ({e.final_samples} samples, sigma chosen on {n_valid} "
-        f"validation examples):"
-    )
-    for name, r in results.items():
-        print(
-            f"  {name} grid ({len(grids[name])} sigmas): sigma {r.sigma:.4f}  "
-            f"validation {r.valid_mean:.2f} ± {r.valid_se:.2f}  "
-            f"test {r.test_mean:.2f} ± {r.test_se:.2f}"
-        )
-    scores: dict[str, float] = {}
-    if quality is not None:
-        scores = quality.score(samples, "final samples").metrics()
-        print(
-            f"  FID {scores['fid']:.2f}  classes covered {int(scores['classes_covered'])} "
-            f"(KL {scores['class_kl']:.3f})  confidence {scores['confidence']:.3f}"
-        )
-
+    evaluated = final_evaluation(final, seed=None, scorer=quality)  # the run's own noise stream
+    _print_final(evaluated, config, dataset)
+    e = config.eval
     grid_rng = torch.Generator(device=final.device).manual_seed(config.seed)
     grid = final.sample(e.grid_rows * e.grid_cols, rng=grid_rng).numpy()
     png = sample_grid(
         grid, dataset.image_shape, dataset.train, e.grid_rows, e.grid_cols, out / SAMPLES
     )
-    released = results["released"]
     summary = {
         "config": config_to_dict(config),
         "dataset": dataset.name,
         "epochs": [m.as_dict() for m in trainer.history],
-        "final": {
-            "epoch": final.epoch,
-            "chosen_on": "valid_ll" if chosen is not None else "last epoch",
-            "samples": e.final_samples,
-            "sigma": released.sigma,
-            "valid_mean": released.valid_mean,
-            "valid_se": released.valid_se,
-            "test_mean": released.test_mean,
-            "test_se": released.test_se,
-            "grids": {
-                name: {
-                    "sigmas": len(grids[name]),
-                    "sigma": r.sigma,
-                    "valid_mean": r.valid_mean,
-                    "valid_se": r.valid_se,
-                    "test_mean": r.test_mean,
-                    "test_se": r.test_se,
-                }
-                for name, r in results.items()
-            },
-            **scores,
-        },
+        "final": _final_summary(evaluated, final.epoch, chosen is not None, e.final_samples),
     }
     return png, summary
+
+
+def _print_final(evaluated: FinalEvaluation, config: TrainConfig, dataset: Dataset) -> None:
+    """Table 1's numbers on each grid, and FID and classes covered when measured."""
+    e = config.eval
+    n_valid = min(e.final_n_valid or len(dataset.valid), len(dataset.valid))
+    print(
+        f"Parzen log-likelihood ({e.final_samples} samples, sigma chosen on {n_valid} "
+        f"validation examples):"
+    )
+    for name, r in evaluated.grids.items():
+        print(
+            f"  {name} grid ({evaluated.grid_sizes[name]} sigmas): sigma {r.sigma:.4f}  "
+            f"validation {r.valid_mean:.2f} ± {r.valid_se:.2f}  "
+            f"test {r.test_mean:.2f} ± {r.test_se:.2f}"
+        )
+    if evaluated.quality is not None:
+        scores = evaluated.quality.metrics()
+        print(
+            f"  FID {scores['fid']:.2f}  classes covered {int(scores['classes_covered'])} "
+            f"(KL {scores['class_kl']:.3f})  confidence {scores['confidence']:.3f}"
+        )
+
+
+def _final_summary(
+    evaluated: FinalEvaluation, epoch: int, chosen_on_valid: bool, samples: int
+) -> dict[str, Any]:
+    """metrics.json's `final`: the released grid's numbers, every grid's, and the quality."""
+    released = evaluated.released
+    return {
+        "epoch": epoch,
+        "chosen_on": "valid_ll" if chosen_on_valid else "last epoch",
+        "samples": samples,
+        "sigma": released.sigma,
+        "valid_mean": released.valid_mean,
+        "valid_se": released.valid_se,
+        "test_mean": released.test_mean,
+        "test_se": released.test_se,
+        "grids": {
+            name: {
+                "sigmas": evaluated.grid_sizes[name],
+                "sigma": r.sigma,
+                "valid_mean": r.valid_mean,
+                "valid_se": r.valid_se,
+                "test_mean": r.test_mean,
+                "test_se": r.test_se,
+            }
+            for name, r in evaluated.grids.items()
+        },
+        **(evaluated.quality.metrics() if evaluated.quality is not None else {}),
+    }
 
 
 def load_stored_config(checkpoint: Path, option: str = "--resume") -> TrainConfig:

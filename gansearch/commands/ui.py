@@ -110,13 +110,15 @@ def _experiment_url(base: str, name: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Start the MLflow UI and keep it running until interrupted."""
-    from gansearch.experiment import experiment_path, stored_tracking_uri
+    from gansearch.experiment import META_FILE, experiment_path, stored_tracking_uri
     from gansearch.tracking import DB_FILE, is_remote, resolve_tracking_uri
 
     results_dir = Path(args.results_dir).expanduser().resolve()
     stored = None
     if args.experiment is not None:
-        stored = stored_tracking_uri(experiment_path(results_dir, args.experiment, "--experiment"))
+        path = experiment_path(results_dir, args.experiment, "--experiment")
+        if (path / META_FILE).exists():  # the search's own store; else the MLflow name alone
+            stored = stored_tracking_uri(path)
     uri = resolve_tracking_uri(args.tracking_uri, results_dir, stored)
     if is_remote(uri):
         print(f"the runs are on the MLflow tracking server {uri}: open it in a browser")
