@@ -279,7 +279,8 @@ def test_a_diverged_member_is_replaced_by_a_copy_and_the_population_keeps_its_si
         torch.load(path, weights_only=True)
         for path in sorted(Path(row["checkpoint"]).parent.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
     ]
-    after_copy = next(s for s in states if s["epoch"] == int(copy["epoch"]))
+    # The last checkpoint at that epoch: the member's own state may have had one there too.
+    after_copy = [s for s in states if s["epoch"] == int(copy["epoch"])][-1]
     inherited = {
         m["epoch"]: m["valid_ll"] for m in after_copy["history"] if m["epoch"] <= copied_epoch
     }
