@@ -1,20 +1,16 @@
 """The experiment directory's owner: names that stay inside the results directory, one process
-at a time, state that nobody else wrote; and what a killed driver leaves behind."""
+at a time, state that nobody else wrote."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from gansearch import orphaned_ray
 from gansearch.cli import main
 from gansearch.errors import UsageError
 from gansearch.experiment import (
@@ -164,64 +160,6 @@ def test_files_of_a_search_are_written_without_group_or_other_write(tmp_path):
         (tmp_path / "d").mkdir()
     assert (tmp_path / "f").stat().st_mode & 0o022 == 0
     assert (tmp_path / "d").stat().st_mode & 0o022 == 0
-
-
-# --------------------------------------------------------------------------- a killed driver
-
-
-def _spawn(ignore_term: bool = False) -> subprocess.Popen:
-    code = "import signal, time\n"
-    if ignore_term:  # as Ray's DashboardAgent and RuntimeEnvAgent do
-        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    code += "print('ready', flush=True)\ntime.sleep(120)\n"
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready"
-    return child
-
-
-@pytest.mark.slow
-def test_the_next_search_ends_what_a_killed_driver_left(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    polite, stubborn = _spawn(), _spawn(ignore_term=True)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    records = tmp_path / "cache" / orphaned_ray.RECORDS
-    records.mkdir(parents=True)
-    children = [
-        {"pid": p.pid, "started": psutil.Process(p.pid).create_time(), "name": "python"}
-        for p in (polite, stubborn)
-    ]
-    (records / f"{dead.pid}.json").write_text(
-        json.dumps({"pid": dead.pid, "started": 0.0, "children": children})
-    )
-    alive = {"pid": os.getpid(), "started": psutil.Process().create_time(), "children": children}
-    (records / f"{os.getpid()}.json").write_text(json.dumps(alive))  # a live search: untouched
-    said: list[str] = []
-    try:
-        assert orphaned_ray.reap_leftover_ray(said.append) == 2
-        assert polite.wait(timeout=10) is not None and stubborn.wait(timeout=10) is not None
-        assert f"(PID {dead.pid})" in said[0] and "2 process(es)" in said[0]
-        assert not (records / f"{dead.pid}.json").exists()
-        assert (records / f"{os.getpid()}.json").exists()
-    finally:
-        for child in (polite, stubborn):
-            child.kill()
-
-
-def test_a_reused_pid_is_not_ended(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    child = _spawn()
-    records = tmp_path / "cache" / orphaned_ray.RECORDS
-    records.mkdir(parents=True)
-    other = {"pid": child.pid, "started": 1.0, "name": "raylet"}  # started long ago: not this one
-    (records / "999999.json").write_text(
-        json.dumps({"pid": 999999, "started": 0.0, "children": [other]})
-    )
-    try:
-        assert orphaned_ray.reap_leftover_ray(lambda text: None) == 0
-        assert child.poll() is None
-    finally:
-        child.kill()
 
 
 def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):

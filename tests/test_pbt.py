@@ -1,4 +1,4 @@
-"""Population-based training and the trial-epoch budget.
+"""Population-based training.
 
 The end-to-end test starts a local Ray twice (a run interrupted with Ctrl-C, then --resume) and
 trains a population of four digits GANs.
@@ -24,15 +24,12 @@ from fake_tune import fake_session
 
 from gansearch.experiment import (
     CHECKPOINT_FILE,
-    REPORTS_FILE,
-    append_report,
     read_reports,
     read_results,
     read_trial_log,
 )
-from gansearch.histories import budget_curve, stored_sessions
+from gansearch.histories import stored_sessions
 from gansearch.outcomes import trial_outcome
-from gansearch.search.budget import TrialEpochBudget
 from gansearch.search.optuna_search import ReusingOptunaSearch
 from gansearch.search.pbt import clip_to_ranges, first_population, mutation_values, tune_domain
 from gansearch.space import load_space, make_sampler
@@ -44,67 +41,6 @@ DIVERGE = FIXTURES / "pbt_diverge.yaml"
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "gansearch.cli", *args]
-
-
-# ----------------------------------------------------------------------------- the budget
-
-
-def test_trial_epoch_budget_counts_each_trained_epoch_once() -> None:
-    budget = TrialEpochBudget(10)
-    for epoch in (1, 2, 3):  # trial a, first run
-        assert budget("a", {"session": "s1", "session_epochs": epoch}) is False
-    budget("a", {"session": "s1", "session_epochs": 3})  # a repeated report adds nothing
-    assert budget.spent == 3 and not budget.stop_all()
-    # Retried from its checkpoint at epoch 2, trial a trains epochs 3 and 4 again: 2 more.
-    budget("a", {"session": "s2", "session_epochs": 1})
-    budget("a", {"session": "s2", "session_epochs": 2})
-    budget("b", {"session": "s3", "session_epochs": 4})
-    assert budget.spent == 9 and not budget.stop_all()
-    budget("b", {"session": "s3", "session_epochs": 5})
-    assert budget.spent == 10 and budget.stop_all()
-    budget("c", {"epoch": 3})  # a report without a session (none in old results) counts nothing
-    assert budget.spent == 10
-    resumed = TrialEpochBudget(12, dict(budget.sessions))
-    assert resumed.spent == 10 and not resumed.stop_all()
-
-
-def test_budget_curve_replays_reports_in_time_order() -> None:
-    a = pd.DataFrame(
-        {
-            "reported_at": [1.0, 3.0, 5.0],
-            "session": ["s1"] * 3,
-            "session_epochs": [1, 2, 3],
-            "valid_ll": [-5.0, 2.0, 1.0],
-        }
-    )
-    b = pd.DataFrame(
-        {
-            "reported_at": [2.0, 4.0],
-            "session": ["s2"] * 2,
-            "session_epochs": [1, 2],
-            "valid_ll": [-1.0, 7.0],
-            "diverged": [0, 0],
-        }
-    )
-    curve = budget_curve({"a": a, "b": b}, "valid_ll")
-    assert curve["trial_epochs"].tolist() == [1, 2, 3, 4, 5]
-    assert curve["best"].tolist() == [-5.0, -1.0, 2.0, 7.0, 7.0]
-    assert curve["trial"].tolist() == ["a", "b", "a", "b", "b"]
-    fid = budget_curve({"a": a.assign(fid=[9.0, 4.0, 6.0])}, "fid")  # minimised
-    assert fid["best"].tolist() == [9.0, 4.0, 4.0]
-
-
-def test_report_log_keeps_every_report_and_the_sessions_trained(tmp_path) -> None:
-    log = tmp_path / REPORTS_FILE
-    append_report(tmp_path, "x", {"session": "s", "session_epochs": 1, "config": {"big": 1}})
-    append_report(tmp_path, "x", {"session": "s", "session_epochs": 2, "hp": {"optim.k": 2}})
-    append_report(tmp_path, "y", {"session": "t", "session_epochs": 1, "copied_from": "x"})
-    with open(log, "a") as f:
-        f.write('{"trial_id": "y", "sess')  # a line cut short by a killed driver
-    reports = read_reports(tmp_path)
-    assert sorted(reports) == ["x", "y"] and "config/big" not in reports["x"]
-    assert reports["x"]["hp/optim.k"].tolist()[-1] == 2
-    assert stored_sessions(tmp_path) == {("x", "s"): 2, ("y", "t"): 1}
 
 
 # ----------------------------------------------------------------------------- pbt's search space

@@ -4,12 +4,9 @@ and a resumed search's progress starts from what it had done."""
 
 from __future__ import annotations
 
-import io
-import math
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from fake_tune import fake_session
 
 from gansearch.data import load_dataset
@@ -21,7 +18,6 @@ from gansearch.experiment import (
     read_trial_log,
 )
 from gansearch.outcomes import trial_outcome
-from gansearch.progress import ProgressPrinter
 from gansearch.search.optuna_search import ReusingOptunaSearch
 from gansearch.search.results import results_table
 from gansearch.search.trial import train_trial
@@ -86,29 +82,6 @@ def test_broken_and_never_started_trials_rank_last_with_what_they_reported(tmp_p
     assert rows.loc["pending", "status"] == "not started"
     assert rows.loc["pending", "optim.k"] == 2  # its parameters, not empty ones
     assert rows.loc["pending", "epochs"] == 0
-
-
-def test_a_resumed_search_shows_the_best_it_had_found(tmp_path):
-    space = load_space(SMALL)
-    experiment = tmp_path / "small"
-    experiment.mkdir()
-    for epoch, value in ((1, 3.0), (2, 7.5)):
-        append_report(experiment, "a", {"epoch": epoch, "valid_ll": value})
-    append_trial_end(experiment, "a", "finished", "", 1.0)
-    out = io.StringIO()
-    progress = ProgressPrinter(space, out=out)
-    progress.resume_from(experiment)
-    progress.trial_result("b", {"epoch": 1, "valid_ll": 1.0})
-    progress.tick(force=True)
-    line = out.getvalue().strip().splitlines()[-1]
-    assert "1 finished" in line and "best valid_ll 7.50 (trial a)" in line
-    assert progress.records["a"].last_epoch == 2 and not math.isnan(progress.records["a"].best)
-
-
-@pytest.mark.parametrize("status", ["failed", "diverged"])
-def test_trial_outcome_reads_the_trials_own_verdict(status):
-    result = {status: 1, "error": "why", "epoch": 3}
-    assert trial_outcome(result, None, 10) == (status, "why")
 
 
 class _Scripted:
