@@ -1,4 +1,4 @@
-"""Scale-out (#6) on one machine: a simulated multi-node Ray cluster, a lost node, and an MLflow
+"""Scale-out on one machine: a simulated multi-node Ray cluster, a lost node, and an MLflow
 tracking server with a PostgreSQL backend store; plus validation of every file in cluster/.
 
 The simulated cluster is `ray.cluster_utils.Cluster`: a head with no CPUs (so no trial runs

@@ -86,7 +86,7 @@ def results_table(
             "overhead_seconds": wall - loop if math.isfinite(wall) else math.nan,
             "checkpoint": result.checkpoint.path if result.checkpoint else None,
             "best_checkpoint": best_checkpoint(result, objective.primary),
-            "nodes": nodes(history),  # cluster (#6): the Ray nodes it ran on, in order
+            "nodes": nodes(history),  # on a cluster: the Ray nodes it ran on, in order
             "lineage": lineage((reports or {}).get(trial_id)),  # pbt: the checkpoints it copied
         }
         for param in space.params:

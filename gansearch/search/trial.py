@@ -88,7 +88,7 @@ def train_trial(
 
     torch.set_num_threads(max(1, int(space.resources.cpus)))  # no oversubscription
     train_config = space.trial_config(config)
-    # --- cluster (#6): where the trial ran, and data that never downloads inside a trial.
+    # Where the trial runs, and data that is never downloaded inside a trial.
     node = ray.get_runtime_context().get_node_id()
     dataset = _trial_dataset(train_config.data, data_dir, node)
     me = tune.get_context().get_trial_id()
@@ -241,7 +241,7 @@ class _TrialSession:
 
 
 def _trial_dataset(data: DataConfig, data_dir: str | None, node: str) -> Dataset:
-    """The trial's data set, read on its node and never downloaded there (cluster, #6).
+    """The trial's data set, read on its node and never downloaded there.
 
     The driver has already found (or downloaded) the data; a trial on a node that lacks it
     fails with a message naming the node and the directory instead of downloading its own copy.
