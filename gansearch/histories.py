@@ -119,11 +119,13 @@ def lineage(history: pd.DataFrame | None) -> str:
         return ""
     entries, diverged_at = [], None
     for row in history.to_dict("records"):
-        if row.get("diverged") == 1:
-            diverged_at = int(row["epoch"])
+        # A report's copy began its session; a divergence it reports ended that session, and
+        # the next session's copy is the one that replaced the diverged state.
         if isinstance(row["copied_from"], str) and row["copied_from"]:
             entries.append(lineage_entry(row["copied_from"], int(row["copied_epoch"]), diverged_at))
             diverged_at = None
+        if row.get("diverged") == 1:
+            diverged_at = int(row["epoch"])
     return "; ".join(entries)
 
 

@@ -81,3 +81,17 @@ def test_lineage_names_each_copy_and_a_replaced_divergence() -> None:
         "epoch 8: copied trial t_00004"
     )
     assert lineage(history.drop(columns="copied_from")) == ""
+    # A session that began with a ranking's copy and then diverged: its own copy is a plain one,
+    # and the next session's copy replaced the diverged state.
+    copied_then_diverged = pd.DataFrame(
+        {
+            "epoch": [60, 64, 65],
+            "diverged": [0, 1, 0],
+            "copied_from": ["", "t_00000", "t_00000"],
+            "copied_epoch": [-1, 60, 60],
+        }
+    )
+    assert lineage(copied_then_diverged) == (
+        "epoch 60: copied trial t_00000; "
+        "epoch 60: copied trial t_00000 (replacing its own state, diverged at epoch 64)"
+    )

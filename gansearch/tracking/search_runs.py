@@ -292,7 +292,6 @@ class SearchTracker:
         ]
         if result.get("diverged"):
             metrics.append(Metric("diverged", 1.0, stamp, epoch))
-            child.diverged_at = epoch  # pbt replaces such a member with a copy
         # Population-based training: the mutable values in force (hp.<key>), so the run's charts
         # show its schedule, and the checkpoints it copied (the lineage tag).
         for key, value in (result.get("hp") or {}).items():
@@ -305,6 +304,8 @@ class SearchTracker:
             )
             child.diverged_at = None
             tags.append(RunTag(TAG_LINEAGE, "; ".join(child.lineage)[:5000]))
+        if result.get("diverged"):  # after this report's own copy: pbt replaces the state
+            child.diverged_at = epoch
         if metrics or tags:
             self.store.client.log_batch(child.run_id, metrics=metrics, tags=tags)
         child.last_step = epoch
