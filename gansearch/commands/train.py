@@ -190,8 +190,8 @@ def _continued_trial(source: str, results_dir: Path) -> tuple[dict[str, Any], Tr
         experiment_dir = find_experiment(results_dir, name, option="--from")
     row = find_trial(experiment_dir, trial or None, option="--from")
     checkpoint = Path(row["checkpoint_file"])
-    config = load_stored_config(checkpoint, option="--from")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = _read_checkpoint(checkpoint, option="--from")
+    config = _stored_config(state, checkpoint)
     origin = {
         "experiment": experiment_dir.name,
         "experiment_dir": str(experiment_dir),
@@ -390,11 +390,14 @@ def _final_summary(
 
 def load_stored_config(checkpoint: Path, option: str = "--resume") -> TrainConfig:
     """The configuration stored in a trainer checkpoint."""
-    from gansearch.train_config import config_from_dict
+    return _stored_config(_read_checkpoint(checkpoint, option), checkpoint)
 
+
+def _read_checkpoint(checkpoint: Path, option: str) -> dict[str, Any]:
+    """A trainer checkpoint's contents; a UsageError naming `option` when it cannot be read."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        stored = state["config"]
+        state["config"]
     except Exception as exc:  # truncated, foreign or damaged: torch raises many types
         advice = (
             "restore it, or start over in another --out"
@@ -405,4 +408,10 @@ def load_stored_config(checkpoint: Path, option: str = "--resume") -> TrainConfi
             f"{option}: {checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
             f"{advice}"
         ) from None
-    return config_from_dict(stored, source=f"{checkpoint} (stored config)")
+    return state
+
+
+def _stored_config(state: dict[str, Any], checkpoint: Path) -> TrainConfig:
+    from gansearch.train_config import config_from_dict
+
+    return config_from_dict(state["config"], source=f"{checkpoint} (stored config)")
