@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Table 1 for a search's best configurations, logged to MLflow",
     ),
     "ui": ("gansearch.commands.ui", "open a search's MLflow runs in the MLflow UI"),
+    "schema": (
+        "gansearch.commands.schema",
+        "the JSON Schema of a search-space file or a training configuration, for editors",
+    ),
 }
 
 

@@ -1,19 +1,21 @@
-"""Typed YAML configuration: read a file, build frozen dataclasses, name file and key on error.
+"""Typed YAML configuration: read a file, build frozen pydantic dataclasses, name file and key
+on error.
 
 Shared by the trainer configuration and the search-space file, so both report problems the same
 way: `FILE: KEY.PATH: what is wrong`, raised as :class:`~gansearch.errors.ConfigError`.
 
-The dataclasses say what is allowed and :func:`build` reads it: the annotation gives the type
+The classes say what is allowed and pydantic checks it: the annotation gives the type
 (`Literal[...]` for a fixed set of choices, `X | None` where null is allowed, `tuple[X, ...]` for
-a list) and :func:`setting` puts bounds, a minimum length or a pattern in the field's metadata
-(a list's bounds hold for each entry). Only rules that span several fields stay hand-written.
+a list, `Annotated[X, Field(ge=...)]` for a list's entries) and `Field` the bounds, a minimum
+length or a pattern. :func:`build` turns pydantic's first error into gansearch's message, and
+:func:`json_schema` publishes the same rules for editors. Only rules that span several fields
+stay hand-written, beside the classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import operator
+import functools
 import os
 import re
 import types
@@ -21,11 +23,18 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import annotated_types
+import pydantic
+import pydantic.dataclasses
+import pydantic.fields
 import yaml
+from pydantic import Strict
 
 from gansearch.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -111,59 +120,187 @@ def fail(source: str, key: str, message: str) -> typing.NoReturn:
     raise ConfigError(text)
 
 
-_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+# ----------------------------------------------------------------------------- declaring settings
+
+Int = Annotated[int, Strict()]  # an integer, not true/false or 2.0
+Float = Annotated[float, Strict()]  # a number (an integer is taken as a float), not true/false
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
 
 
 @dataclass(frozen=True)
-class Rule:
-    """What a setting's value must satisfy beyond its type (None: no such rule)."""
+class Says:
+    """How error messages speak of a setting: `noun` for a choice ("unknown scheduler 'x'"),
+    `null` for what null means ("must be >= 1 or null (no limit)"). A pattern's meaning is the
+    field's description."""
 
-    ge: float | None = None  # value >= ge
-    gt: float | None = None  # value > gt
-    le: float | None = None
-    lt: float | None = None
-    min_items: int | None = None  # for lists
-    pattern: str | None = None  # a regular expression the whole string must match
-    means: str = ""  # what the pattern accepts, for the message
-    noun: str = ""  # for Literal choices: "unknown NOUN 'x'; choose one of ..."
-    null: str = ""  # what null means, for the message ("no limit")
+    noun: str = ""
+    null: str = ""
 
-    def problem(self, value: Any) -> str | None:
-        """Why `value` (one entry of a list, or a scalar) breaks the rule, or None."""
-        if isinstance(value, str):
-            if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
-                return f"must be {self.means or 'of the form ' + self.pattern}"
-            return None
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return None
-        lower = [(">=", self.ge, "[")] if self.ge is not None else []
-        lower += [(">", self.gt, "(")] if self.gt is not None else []
-        upper = [("<=", self.le, "]")] if self.le is not None else []
-        upper += [("<", self.lt, ")")] if self.lt is not None else []
-        if not lower and not upper:
-            return None
-        holds = [_COMPARE[sign](value, bound) for sign, bound, _ in lower + upper]
-        if math.isfinite(value) and all(holds):
-            return None
-        if lower and upper:
-            (_, low, opening), (_, high, closing) = lower[0], upper[0]
-            return f"must be in {opening}{low:g}, {high:g}{closing}"
-        sign, bound, _ = (lower or upper)[0]
+
+settings = functools.partial(
+    pydantic.dataclasses.dataclass,
+    frozen=True,
+    config=pydantic.ConfigDict(extra="forbid", use_attribute_docstrings=True),
+)
+"""Decorator for a frozen section of settings: validated on construction (also through
+dataclasses.replace), unknown keys refused, attribute docstrings as JSON Schema descriptions."""
+
+
+def build(cls: type[T], raw: Any, prefix: str, source: str) -> T:
+    """Build the settings class `cls` from plain data, or raise `SOURCE: KEY: reason` for the
+    first problem: unknown keys, wrong types, choices and bounds."""
+    try:
+        return cls.__pydantic_validator__.validate_python(raw)  # type: ignore[attr-defined]
+    except pydantic.ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key, message = explain(cls, error, prefix)
+        fail(source, key, message)
+
+
+def replace(obj: T, prefix: str, source: str, **changes: Any) -> T:
+    """`dataclasses.replace` whose problems are reported as `build` reports them."""
+    plain = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    return build(type(obj), {**plain, **changes}, prefix, source)
+
+
+def json_schema(cls: type, title: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a settings class, for editors and other tools."""
+    schema = pydantic.TypeAdapter(cls).json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+
+
+# ----------------------------------------------------------------------------- error messages
+
+
+@dataclass
+class _Place:
+    """Where a validation error points: its dotted key, the annotation and constraints there,
+    and the settings class that holds it (for the list of valid keys)."""
+
+    key: str
+    annotation: Any
+    metadata: list[Any]
+    holder: type | None
+
+
+def explain(cls: type, error: Mapping[str, Any], prefix: str) -> tuple[str, str]:
+    """(KEY, reason) for one pydantic error, in gansearch's words."""
+    place = _locate(cls, error["loc"], prefix)
+    kind, value = error["type"], error.get("input")
+    says = next((m for m in place.metadata if isinstance(m, Says)), Says())
+    if kind in ("unexpected_keyword_argument", "extra_forbidden", "invalid_key"):
+        valid = sorted(place.holder.__dataclass_fields__) if place.holder else []
+        return place.key, f"unknown key (valid here: {', '.join(valid)})"
+    if kind in ("missing", "missing_argument"):
+        return place.key, "required"
+    if kind in ("dataclass_type", "dataclass_args_type", "dict_type"):
+        keys = getattr(place.annotation, "__dataclass_fields__", None)
+        listed = f" ({', '.join(keys)})" if keys else ""
+        what = f"must be a mapping of keys to values{listed}, got {value!r}"
+        return (place.key, what) if place.key else ("", f"top level {what}")
+    if kind == "literal_error":
+        choices = _choices(place.annotation)
+        if says.noun and value is not None:
+            return place.key, f"unknown {says.noun} {value!r}; choose one of {_listed(choices)}"
+        return place.key, f"must be one of {_listed(choices)}, got {value!r}"
+    if kind in _BOUND_ERRORS:
+        problem = _range(place.metadata)
+        if type(None) in typing.get_args(place.annotation):
+            problem += " or null" + (f" ({says.null})" if says.null else "")
+        return place.key, f"{problem}, got {value!r}"
+    if kind == "too_short":
+        return place.key, (
+            f"must list at least {error['ctx']['min_length']} value(s), got {list(value)}"
+        )
+    if kind == "string_pattern_mismatch":
+        info = _field_info(place.metadata)
+        means = (info.description if info else None) or f"of the form {error['ctx']['pattern']}"
+        return place.key, f"must be {means}, got {value!r}"
+    if kind.endswith("_type") or kind.startswith(("union_", "bool_", "int_", "float_")):
+        return place.key, f"must be {type_name(place.annotation)}, got {value!r}"
+    return place.key, f"{error['msg']}, got {value!r}"
+
+
+_BOUND_ERRORS = (
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "finite_number",
+)
+
+
+def _locate(cls: type, loc: tuple[Any, ...], prefix: str) -> _Place:
+    """Follow an error's location through the settings classes, lists and mappings."""
+    place = _Place(prefix, cls, [], None)
+    for part in loc:
+        annotation, metadata = _unwrap(place.annotation)
+        if pydantic.dataclasses.is_pydantic_dataclass(annotation) and isinstance(part, str):
+            fields = annotation.__pydantic_fields__
+            key = f"{place.key}.{part}" if place.key else part
+            if part not in fields:
+                return _Place(key, Any, [], annotation)
+            info = fields[part]
+            place = _Place(key, info.annotation, [info, *info.metadata], annotation)
+        elif typing.get_origin(annotation) is tuple and isinstance(part, int):
+            item = typing.get_args(annotation)[0]
+            place = _Place(f"{place.key}[{part}]", item, [], place.holder)
+        elif typing.get_origin(annotation) is dict and isinstance(part, str):
+            item = typing.get_args(annotation)[1]
+            place = _Place(f"{place.key}.{part}", item, [], place.holder)
+        else:  # a member of a union: speak of the union
+            return _Place(place.key, annotation, place.metadata + metadata, place.holder)
+    annotation, metadata = _unwrap(place.annotation)
+    return _Place(place.key, annotation, place.metadata + metadata, place.holder)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """An annotation without Annotated[...] and nullable wrappers' constraints, and the
+    constraints and markers it carried (those inside `X | None` included)."""
+    metadata: list[Any] = []
+    while typing.get_origin(annotation) is Annotated:
+        annotation, *extra = typing.get_args(annotation)
+        for item in extra:
+            metadata += [item, *getattr(item, "metadata", [])]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        inner = [_unwrap(a) for a in args]
+        metadata += [m for _, found in inner for m in found]
+        annotation = typing.Union[tuple(a for a, _ in inner)]  # noqa: UP007 - built from a tuple
+    return annotation, metadata
+
+
+def _field_info(metadata: list[Any]) -> pydantic.fields.FieldInfo | None:
+    return next((m for m in metadata if isinstance(m, pydantic.fields.FieldInfo)), None)
+
+
+def _range(metadata: list[Any]) -> str:
+    """'must be in (0, 1]' or 'must be >= 1' from a field's constraints."""
+    found = {type(m).__name__: m for m in metadata if isinstance(m, annotated_types.BaseMetadata)}
+    lower = [("[", ">=", found["Ge"].ge)] if "Ge" in found else []
+    lower += [("(", ">", found["Gt"].gt)] if "Gt" in found else []
+    upper = [("]", "<=", found["Le"].le)] if "Le" in found else []
+    upper += [(")", "<", found["Lt"].lt)] if "Lt" in found else []
+    if lower and upper:
+        (opening, _, low), (closing, _, high) = lower[0], upper[0]
+        return f"must be in {opening}{low:g}, {high:g}{closing}"
+    if lower or upper:
+        _, sign, bound = (lower or upper)[0]
         return f"must be {sign} {bound:g}"
-
-
-def setting(default: Any = dataclasses.MISSING, **rule: Any) -> Any:
-    """A dataclass field whose value obeys `Rule(**rule)`; `build` and `check` enforce it."""
-    return dataclasses.field(default=default, metadata={"rule": Rule(**rule)})
+    return "must be finite"
 
 
 def type_name(tp: Any) -> str:
     """A reader's name for a type annotation: 'an integer', 'a list of a number', ..."""
+    tp, _ = _unwrap(tp)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"a list of {type_name(typing.get_args(tp)[0])}"
+    if origin is dict or tp is dict or pydantic.dataclasses.is_pydantic_dataclass(tp):
+        return "a mapping of keys to values"
     if tp is type(None):
         return "null"
     if origin is Literal:
@@ -173,131 +310,15 @@ def type_name(tp: Any) -> str:
     )
 
 
-def coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    """Check `value` against the annotation `tp`; return it in canonical form (lists -> tuples)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        others = [a for a in args if a is not type(None)]
-        if len(others) == 1:
-            return coerce(value, others[0], key, source)
-        for option in others:  # e.g. int | str: the first that accepts the value
-            try:
-                return coerce(value, option, key, source)
-            except ConfigError:
-                continue
-        fail(source, key, f"must be {type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if not any(value == c and type(value) is type(c) for c in choices):
-            fail(source, key, f"must be one of {_listed(choices)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            fail(source, key, f"must be {type_name(tp)}, got {value!r}")
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            fail(source, key, f"must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(source, key, f"must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail(source, key, f"must be an integer, got {value!r}")
-        return int(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            fail(source, key, f"must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            fail(source, key, f"must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # programming error
-
-
-def build(cls: type, raw: Any, prefix: str, source: str) -> Any:
-    """Build dataclass `cls` from plain data: unknown keys and wrong types name their key."""
-    if not isinstance(raw, Mapping):
-        what = f"must be a mapping of keys to values, got {raw!r}"
-        fail(source, prefix, what) if prefix else fail(source, "", f"top level {what}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in names:
-            full = f"{prefix}.{key}" if prefix else str(key)
-            fail(source, full, f"unknown key (valid here: {', '.join(sorted(names))})")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in raw:
-            continue
-        full = f"{prefix}.{f.name}" if prefix else f.name
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[f.name] = build(tp, raw[f.name], full, source)
-        else:
-            rule: Rule | None = f.metadata.get("rule")
-            choices = _literal_choices(tp)
-            value = raw[f.name]
-            if rule is not None and rule.noun and value is not None and value not in choices:
-                fail(
-                    source, full, f"unknown {rule.noun} {value!r}; choose one of {_listed(choices)}"
-                )
-            kwargs[f.name] = coerce(value, tp, full, source)
-            _check_field(f, tp, kwargs[f.name], full, source)
-    return cls(**kwargs)
-
-
-def check(obj: Any, prefix: str, source: str) -> None:
-    """Enforce every field's rule and choices in a built dataclass tree (e.g. one made in code,
-    or changed with dataclasses.replace)."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        full = f"{prefix}.{f.name}" if prefix else f.name
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(hints[f.name]):
-            check(value, full, source)
-        else:
-            _check_field(f, hints[f.name], coerce(value, hints[f.name], full, source), full, source)
-
-
-def _check_field(f: dataclasses.Field, tp: Any, value: Any, key: str, source: str) -> None:
-    """The field's Rule, on each entry of a list."""
-    rule: Rule | None = f.metadata.get("rule")
-    if rule is None or value is None:
-        return
-    if isinstance(value, tuple):
-        if rule.min_items is not None and len(value) < rule.min_items:
-            fail(source, key, f"must list at least {rule.min_items} value(s), got {list(value)}")
-        for i, item in enumerate(value):
-            problem = rule.problem(item)
-            if problem:
-                fail(source, f"{key}[{i}]", f"{problem}, got {item!r}")
-        return
-    problem = rule.problem(value)
-    if problem:
-        nullable = type(None) in typing.get_args(tp)
-        if nullable:
-            problem += " or null" + (f" ({rule.null})" if rule.null else "")
-        fail(source, key, f"{problem}, got {value!r}")
+def _choices(annotation: Any) -> tuple[Any, ...]:
+    annotation, _ = _unwrap(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is Literal:
+            return typing.get_args(arg)
+    return ()
 
 
 def _listed(choices: tuple[Any, ...]) -> str:
     return ", ".join(map(str, choices))
-
-
-def _literal_choices(tp: Any) -> tuple[Any, ...]:
-    if typing.get_origin(tp) is Literal:
-        return typing.get_args(tp)
-    for arg in typing.get_args(tp):
-        if typing.get_origin(arg) is Literal:
-            return typing.get_args(arg)
-    return ()

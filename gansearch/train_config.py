@@ -13,12 +13,25 @@ import dataclasses
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from gansearch.devices import DEVICE_PATTERN, DEVICE_RULE
 from gansearch.parzen import DEFAULT_SIGMAS, FINE_SIGMAS
-from gansearch.schema import build, check, fail, read_yaml, setting
+from gansearch.schema import (
+    Bool,
+    Float,
+    Int,
+    Says,
+    Str,
+    build,
+    fail,
+    json_schema,
+    read_yaml,
+    settings,
+)
 
 NoiseKind = Literal["uniform", "gaussian"]
 GLoss = Literal["non_saturating", "minimax"]
@@ -26,94 +39,109 @@ UpdateRule = Literal["alternating", "simultaneous"]
 OutputBias = Literal["marginals", "zero"]
 Precision = Literal["float32", "float64"]
 
+Width = Annotated[Int, Field(ge=1)]  # units of one layer
+KeepProb = Annotated[Float, Field(gt=0, le=1)]
+Sigma = Annotated[Float, Field(gt=0)]
+AllOr = Annotated[Int | None, Says(null="all")]  # a count of examples, or null for all
 
-@dataclass(frozen=True)
+
+@settings
 class DataConfig:
     """Which data set (as `gansearch.data.load_dataset` names it) and, for TFD, which fold."""
 
-    name: str = setting("mnist", pattern=r".+", means="the name of a data set")
-    fold: int = setting(0, ge=0)
+    name: Str = Field("mnist", pattern=r"^.+$", description="the name of a data set")
+    fold: Int = Field(0, ge=0)
 
 
-@dataclass(frozen=True)
+@settings
 class GeneratorConfig:
     """MLP generator: noise -> ReLU layers -> sigmoid pixels."""
 
-    noise_dim: int = setting(100, ge=1)
-    # gaussian N(0, noise_scale^2), as the released MNIST run drew it (its Generator's default),
-    # or uniform in [-noise_scale, noise_scale].
+    noise_dim: Int = Field(100, ge=1)
     noise: NoiseKind = "gaussian"
-    # None: unit variance (std 1 for gaussian, sqrt(3) for uniform).
-    noise_scale: float | None = setting(None, gt=0)
-    units: tuple[int, ...] = setting((1200, 1200), ge=1)  # one entry per ReLU layer
-    init_range: float = setting(0.05, ge=0)  # weights uniform in [-init_range, init_range]
-    output_bias: OutputBias = "marginals"  # logit of the training set's mean pixels, or zero
+    """Gaussian N(0, noise_scale^2), as the released MNIST run drew it (its Generator's
+    default), or uniform in [-noise_scale, noise_scale]."""
+    noise_scale: Float | None = Field(None, gt=0)
+    """None: unit variance (std 1 for gaussian, sqrt(3) for uniform)."""
+    units: tuple[Width, ...] = (1200, 1200)
+    """One entry per ReLU layer."""
+    init_range: Float = Field(0.05, ge=0)
+    """Weights uniform in [-init_range, init_range]."""
+    output_bias: OutputBias = "marginals"
+    """Logit of the training set's mean pixels, or zero."""
 
 
-@dataclass(frozen=True)
+@settings
 class DiscriminatorConfig:
     """Maxout discriminator with dropout on every layer's input (pylearn2's dropout_fprop)."""
 
-    units: tuple[int, ...] = setting((240, 240), ge=1)  # one entry per maxout layer
-    pieces: int = setting(5, ge=1)
-    init_range: float = setting(0.005, ge=0)
-    # Keep-probability of the input of each maxout layer, then of the output layer's input.
-    keep_probs: tuple[float, ...] = setting((0.8, 0.5, 0.5), gt=0, le=1)
+    units: tuple[Width, ...] = (240, 240)
+    """One entry per maxout layer."""
+    pieces: Int = Field(5, ge=1)
+    init_range: Float = Field(0.005, ge=0)
+    keep_probs: tuple[KeepProb, ...] = (0.8, 0.5, 0.5)
+    """Keep-probability of the input of each maxout layer, then of the output layer's input."""
 
 
-@dataclass(frozen=True)
+@settings
 class OptimConfig:
     """Algorithm 1 with pylearn2's SGD + momentum, ExponentialDecay and MomentumAdjustor."""
 
-    batch_size: int = setting(100, ge=1)
-    # simultaneous (default): the released code (pylearn2 SGD + AdversaryCost2): every k-th D step
-    # is one forward pass with D and G both updated from the same noise, samples and dropout
-    # masks, G's gradient through the pre-update D. alternating: Algorithm 1 read literally (k D
-    # steps, then one G step on fresh noise against the updated D); it collapses on MNIST with
-    # the released hyperparameters (docs/benchmarks.md).
+    batch_size: Int = Field(100, ge=1)
     update: UpdateRule = "simultaneous"
-    k: int = setting(1, ge=1)  # discriminator steps per generator step
-    g_loss: GLoss = "non_saturating"  # -log D(G(z)); "minimax" is log(1 - D(G(z)))
-    lr_d: float = setting(0.1, gt=0)
-    lr_g: float = setting(0.1, gt=0)
-    # The learning rate is divided by lr_decay after every update of that net.
-    lr_decay: float = setting(1.000004, ge=1)
-    lr_min: float = setting(1e-6, ge=0)
-    momentum_start: float = setting(0.5, ge=0, lt=1)
-    momentum_end: float = setting(0.7, ge=0, lt=1)
-    # momentum_start during this epoch (1-based) and before; momentum_end from the saturate
-    # epoch on.
-    momentum_start_epoch: int = setting(1, ge=0)
-    momentum_saturate_epoch: int = 250
+    """simultaneous (default): the released code (pylearn2 SGD + AdversaryCost2): every k-th D
+    step is one forward pass with D and G both updated from the same noise, samples and dropout
+    masks, G's gradient through the pre-update D. alternating: Algorithm 1 read literally (k D
+    steps, then one G step on fresh noise against the updated D); it collapses on MNIST with the
+    released hyperparameters (docs/benchmarks.md)."""
+    k: Int = Field(1, ge=1)
+    """Discriminator steps per generator step."""
+    g_loss: GLoss = "non_saturating"
+    """-log D(G(z)); "minimax" is log(1 - D(G(z)))."""
+    lr_d: Float = Field(0.1, gt=0)
+    lr_g: Float = Field(0.1, gt=0)
+    lr_decay: Float = Field(1.000004, ge=1)
+    """The learning rate is divided by lr_decay after every update of that net."""
+    lr_min: Float = Field(1e-6, ge=0)
+    momentum_start: Float = Field(0.5, ge=0, lt=1)
+    momentum_end: Float = Field(0.7, ge=0, lt=1)
+    momentum_start_epoch: Int = Field(1, ge=0)
+    """momentum_start during this epoch (1-based) and before; momentum_end from the saturate
+    epoch on."""
+    momentum_saturate_epoch: Int = 250
 
 
-@dataclass(frozen=True)
+@settings
 class EvalConfig:
     """Parzen-window evaluation during training (cheap) and at the end (Table 1 protocol)."""
 
-    every: int = setting(1, ge=0)  # epochs between validation evaluations; 0 turns them off
-    samples: int = setting(10_000, ge=1)
-    n_valid: int | None = setting(1000, ge=1, null="all")  # first n validation examples
-    final_samples: int = setting(10_000, ge=1)
-    final_n_valid: int | None = setting(1000, ge=1, null="all")
-    # The grid that chooses sigma (and the epoch).
-    sigmas: tuple[float, ...] = setting(DEFAULT_SIGMAS, gt=0, min_items=1)
-    # The final evaluation also reports sigma chosen on this finer grid (same validation images).
-    fine_sigmas: tuple[float, ...] = setting(FINE_SIGMAS, gt=0, min_items=1)
-    quality: bool = False  # FID, classes covered and confidence of the samples at eval epochs
-    # `gansearch train` also keeps every evaluated epoch's checkpoint (epoch-NNNN.pt), as the
-    # released run saved every epoch; for studying a run afterwards, not for choosing on test.
-    keep_checkpoints: bool = False
+    every: Int = Field(1, ge=0)
+    """Epochs between validation evaluations; 0 turns them off."""
+    samples: Int = Field(10_000, ge=1)
+    n_valid: AllOr = Field(1000, ge=1)
+    """First n validation examples."""
+    final_samples: Int = Field(10_000, ge=1)
+    final_n_valid: AllOr = Field(1000, ge=1)
+    sigmas: tuple[Sigma, ...] = Field(DEFAULT_SIGMAS, min_length=1)
+    """The grid that chooses sigma (and the epoch)."""
+    fine_sigmas: tuple[Sigma, ...] = Field(FINE_SIGMAS, min_length=1)
+    """The final evaluation also reports sigma chosen on this finer grid (same validation
+    images)."""
+    quality: Bool = False
+    """FID, classes covered and confidence of the samples at eval epochs."""
+    keep_checkpoints: Bool = False
+    """`gansearch train` also keeps every evaluated epoch's checkpoint (epoch-NNNN.pt), as the
+    released run saved every epoch; for studying a run afterwards, not for choosing on test."""
     precision: Precision = "float32"
-    grid_rows: int = setting(10, ge=1)
-    grid_cols: int = setting(10, ge=1)
+    grid_rows: Int = Field(10, ge=1)
+    grid_cols: Int = Field(10, ge=1)
 
     def sigma_grids(self) -> dict[str, tuple[float, ...]]:
         """The grids a final evaluation reports, by name: the released one, then the fine one."""
         return {"released": self.sigmas, "fine": self.fine_sigmas}
 
 
-@dataclass(frozen=True)
+@settings
 class TrainConfig:
     """One training run: every hyperparameter of the model, the game and its evaluation."""
 
@@ -122,13 +150,19 @@ class TrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    epochs: int = setting(250, ge=0)
-    seed: int = setting(0, ge=0)
-    device: str = setting("cpu", pattern=DEVICE_PATTERN, means=DEVICE_RULE)
-    # Capture G's and D's forward and backward passes with torch.compile: the same training
-    # within float tolerance, fewer kernel launches on a GPU. Off until a GPU figure shows it pays
-    # (docs/gpu.md); compiling costs seconds at the first step.
-    compile: bool = False
+    epochs: Int = Field(250, ge=0)
+    seed: Int = Field(0, ge=0)
+    device: Str = Field("cpu", pattern=f"^({DEVICE_PATTERN})$", description=DEVICE_RULE)
+    compile: Bool = False
+    """Capture G's and D's forward and backward passes with torch.compile: the same training
+    within float tolerance, fewer kernel launches on a GPU. Off until a GPU figure shows it pays
+    (docs/gpu.md); compiling costs seconds at the first step."""
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of a training configuration file (each field's type, choices and
+    bounds; the rules across fields are :func:`validate`'s)."""
+    return json_schema(TrainConfig, "gansearch training configuration")
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -210,9 +244,8 @@ def apply_overrides(
 
 
 def validate(config: TrainConfig, source: str = "<config>") -> None:
-    """Raise ConfigError naming the first impossible value: each field's choices and bounds
-    (declared on the dataclasses), then the rules that span several fields."""
-    check(config, "", source)
+    """Raise ConfigError naming the first rule that spans several fields and does not hold (each
+    field's own type, choices and bounds hold in any built configuration)."""
     d, o = config.discriminator, config.optim
     if len(d.keep_probs) != len(d.units) + 1:
         fail(

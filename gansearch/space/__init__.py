@@ -48,7 +48,8 @@ to the trials of those indices (0 is the first trial). Leave it out of real sear
 `load_space` validates all of it before anything starts; every error names the file, the key
 path and the reason. A scalar searched for a list setting (layer widths, keep-probabilities) sets
 every entry; `key[i]` sets entry i; whole-list parameters apply before indexed ones.
-The package: `sections` (the dataclasses of each section and SearchSpace), `rules` (what spans
+The package: `sections` (the settings classes of each section, the file as written (SpaceFile,
+whose JSON Schema `space_schema` publishes) and SearchSpace), `rules` (what spans
 sections, each parameter, `start_with`), `load` (reading a file or an experiment's stored copy).
 """
 
@@ -65,7 +66,9 @@ from gansearch.space.sections import (
     Scheduler,
     SearchAlgorithm,
     SearchSpace,
+    SpaceFile,
     optuna_value,
+    space_schema,
 )
 
 __all__ = [
@@ -79,8 +82,10 @@ __all__ = [
     "Scheduler",
     "SearchAlgorithm",
     "SearchSpace",
+    "SpaceFile",
     "load_space",
     "make_sampler",
     "optuna_value",
+    "space_schema",
     "stored_space",
 ]

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gansearch.data import DATASETS, LABELLED_DATASETS
 from gansearch.errors import ConfigError, UsageError
-from gansearch.experiment import META_FILE, NAME_PATTERN, NAME_RULE, SPACE_COPY, stored_budget
+from gansearch.experiment import META_FILE, SPACE_COPY, stored_budget
 from gansearch.schema import build, fail, read_yaml
 from gansearch.space.rules import (
     check_mutations,
     check_sections,
     parse_param,
-    section,
     start_points,
 )
 from gansearch.space.sections import (
     OWNED,
     Budget,
-    Chaos,
     Objective,
     Param,
-    Resources,
-    Results,
-    Scheduler,
-    SearchAlgorithm,
     SearchSpace,
+    SpaceFile,
     apply_values,
     check_rule,
     optuna_value,
@@ -42,56 +36,36 @@ from gansearch.train_config import (
     config_to_dict,
 )
 
-SECTIONS = {
-    "search": SearchAlgorithm,
-    "scheduler": Scheduler,
-    "budget": Budget,
-    "resources": Resources,
-    "objective": Objective,
-    "results": Results,
-    "chaos": Chaos,
-}
+SECTIONS = ("search", "scheduler", "budget", "resources", "objective", "results", "chaos")
 
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and fully validate a search-space file; raise ConfigError naming file and key."""
     source = str(path)
     raw = read_yaml(path)
-    if not isinstance(raw, Mapping):
-        fail(source, "", f"top level must be a mapping of sections, got {raw!r}")
-    known = {"name", "dataset", "trainer", "params", *SECTIONS}
-    for key in raw:
-        if key not in known:
-            fail(source, str(key), f"unknown section (valid: {', '.join(sorted(known))})")
-    name = raw.get("name", Path(source).stem)
-    check_rule(
-        isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None,
-        source,
-        "name",
-        f"must be a name of {NAME_RULE}, got {name!r}",
-    )
-    parsed = {key: section(cls, raw, key, source) for key, cls in SECTIONS.items()}
+    if isinstance(raw, Mapping):  # an empty section takes its defaults
+        raw = {k: v for k, v in raw.items() if v is not None or k not in (*SECTIONS, "trainer")}
+    written = build(SpaceFile, raw, "", source)
+    parsed = {key: getattr(written, key) for key in SECTIONS}
     if parsed["search"].algorithm is None:
         default = "nsgaii" if parsed["objective"].multi else "tpe"
         parsed["search"] = dataclasses.replace(parsed["search"], algorithm=default)
     check_sections(parsed, source)
-    trainer = _trainer(raw, parsed["objective"], parsed["budget"], source)
+    trainer = _trainer(raw, written.dataset, parsed["objective"], parsed["budget"], source)
     params = _params(raw, trainer, source)
     if parsed["scheduler"].type == "pbt":
         check_mutations(parsed["scheduler"], params, source)
     points = start_points(parsed["search"], params, trainer, parsed["budget"], source)
     parsed["search"] = dataclasses.replace(parsed["search"], start_with=points)
+    name = written.name or Path(source).stem
     return SearchSpace(source=source, name=name, trainer=trainer, params=params, **parsed)
 
 
 def _trainer(
-    raw: Mapping[str, Any], objective: Objective, budget: Budget, source: str
+    raw: Mapping[str, Any], dataset: DataConfig, objective: Objective, budget: Budget, source: str
 ) -> TrainConfig:
     """The fixed trainer settings: the `trainer` section with the data set, the epochs and the
     evaluation settings that other sections own."""
-    if "dataset" not in raw:
-        fail(source, "dataset", f"required: the data set to search on ({', '.join(DATASETS)})")
-    dataset = build(DataConfig, raw["dataset"], "dataset", source)
     check_rule(
         dataset.name in DATASETS,
         source,
@@ -106,8 +80,6 @@ def _trainer(
         f"({', '.join(LABELLED_DATASETS)}); {dataset.name} has no class labels",
     )
     trainer_raw = raw.get("trainer") or {}
-    if not isinstance(trainer_raw, Mapping):
-        fail(source, "trainer", f"must be a mapping of trainer settings, got {trainer_raw!r}")
     for owned, owner in OWNED.items():
         part, _, leaf = owned.partition(".")
         present = part in trainer_raw and (

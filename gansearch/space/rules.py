@@ -32,11 +32,6 @@ from gansearch.space.sections import (
 from gansearch.train_config import MUTABLE_SETTINGS, TrainConfig
 
 
-def section(cls: type, raw: Mapping[str, Any], key: str, source: str) -> Any:
-    value = raw.get(key)
-    return cls() if value is None else build(cls, value, key, source)
-
-
 def check_sections(space: dict[str, Any], source: str) -> None:
     """Rules across the sections (each field's choices and bounds were checked when built)."""
     search, scheduler, resources, objective = (

@@ -8,15 +8,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import optuna
+from pydantic import Field
 
+from gansearch.experiment import NAME_PATTERN, NAME_RULE
 from gansearch.objectives import METRICS, PARZEN_METRIC, QUALITY_METRICS
-from gansearch.schema import check, fail, setting
-from gansearch.train_config import TrainConfig, config_from_dict, config_to_dict
+from gansearch.schema import Bool, Float, Int, Says, Str, fail, json_schema, replace, settings
+from gansearch.train_config import DataConfig, TrainConfig, config_from_dict, config_to_dict
 
-Distribution = Literal["loguniform", "uniform", "int", "categorical"]
+DistributionName = Literal["loguniform", "uniform", "int", "categorical"]
 
 SamplerName = Literal["tpe", "random", "cmaes", "qmc", "gp", "nsgaii"]
 
@@ -45,17 +47,24 @@ OWNED = {
 _KEY = re.compile(r"^(?P<base>[a-z_][a-z0-9_.]*?)(?:\[(?P<index>\d+)\])?$")
 
 
-@dataclass(frozen=True)
-class Param:
-    """One searched trainer setting and its distribution."""
+@settings
+class Distribution:
+    """How one searched setting is drawn: an entry of the space file's `params`."""
 
-    key: str
-    distribution: Distribution = setting(noun="distribution")
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    log: bool = False
+    distribution: Annotated[DistributionName, Says(noun="distribution")]
+    low: Float | None = None
+    high: Float | None = None
+    step: Float | None = None
+    log: Bool = False
     choices: tuple[Any, ...] | None = None
+
+
+@settings
+class Param(Distribution):
+    """One searched trainer setting (its dotted key, `units[0]` for one entry) and its
+    distribution."""
+
+    key: Str = Field(kw_only=True)
 
     @property
     def base(self) -> str:
@@ -102,69 +111,74 @@ def optuna_value(choice: Any) -> Any:
     return json.dumps(choice) if isinstance(choice, (list, tuple, dict)) else choice
 
 
-@dataclass(frozen=True)
+@settings
 class SearchAlgorithm:
     """Which Optuna sampler proposes configurations."""
 
-    # Default: tpe, or nsgaii for several objectives.
-    algorithm: SamplerName | None = setting(None, noun="algorithm")
-    seed: int | None = 0
-    options: dict = field(default_factory=dict)
-    # Configurations to try first (searched key -> value), checked against the space by
-    # load_space and stored as Optuna records them (list-valued choices as JSON text).
-    start_with: tuple[dict, ...] = ()
+    algorithm: Annotated[SamplerName | None, Says(noun="algorithm")] = None
+    """Default: tpe, or nsgaii for several objectives."""
+    seed: Int | None = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    start_with: tuple[dict[str, Any], ...] = ()
+    """Configurations to try first (searched key -> value), checked against the space by
+    load_space and stored as Optuna records them (list-valued choices as JSON text)."""
 
 
-@dataclass(frozen=True)
+@settings
 class Scheduler:
     """Early stopping (ASHA, the default, or the median stopping rule), population-based
     training (pbt), or none. Times in epochs."""
 
-    type: SchedulerType = setting("asha", noun="scheduler")
-    # Epochs before a trial can be stopped (pbt: copied or perturbed).
-    grace_period: int = setting(1, ge=1)
-    reduction_factor: float = setting(3.0, gt=1)
-    # pbt: every perturbation_interval epochs a trial in the bottom quantile_fraction copies the
-    # state of one in the top quantile_fraction and perturbs the parameters named in `mutate`
-    # (each resampled with resample_probability, else scaled by 0.8 or 1.2 within its range).
-    perturbation_interval: int = setting(4, ge=1)
-    mutate: tuple[str, ...] = ()
-    quantile_fraction: float = setting(0.25, gt=0, le=0.5)
-    resample_probability: float = setting(0.25, ge=0, le=1)
+    type: Annotated[SchedulerType, Says(noun="scheduler")] = "asha"
+    grace_period: Int = Field(1, ge=1)
+    """Epochs before a trial can be stopped (pbt: copied or perturbed)."""
+    reduction_factor: Float = Field(3.0, gt=1)
+    perturbation_interval: Int = Field(4, ge=1)
+    """pbt: every perturbation_interval epochs a trial in the bottom quantile_fraction copies
+    the state of one in the top quantile_fraction and perturbs the parameters named in `mutate`
+    (each resampled with resample_probability, else scaled by 0.8 or 1.2 within its range)."""
+    mutate: tuple[Str, ...] = ()
+    quantile_fraction: Float = Field(0.25, gt=0, le=0.5)
+    resample_probability: Float = Field(0.25, ge=0, le=1)
 
 
-@dataclass(frozen=True)
+@settings
 class Budget:
     """How many trials, how long each may train, and how many run at once."""
 
-    trials: int = setting(20, ge=1)
-    max_epochs: int = setting(10, ge=1)
-    # Epochs over all trials together; the search ends there.
-    trial_epochs: int | None = setting(None, ge=1, null="no limit")
-    time_limit: float | None = setting(None, gt=0, null="no limit")  # seconds, whole search
-    concurrency: int = setting(1, ge=1)
+    trials: Int = Field(20, ge=1)
+    max_epochs: Int = Field(10, ge=1)
+    trial_epochs: Annotated[Int | None, Says(null="no limit")] = Field(None, ge=1)
+    """Epochs over all trials together; the search ends there."""
+    time_limit: Annotated[Float | None, Says(null="no limit")] = Field(None, gt=0)
+    """Seconds, whole search."""
+    concurrency: Int = Field(1, ge=1)
 
 
-@dataclass(frozen=True)
+@settings
 class Resources:
     """What each trial asks of the cluster, and how often a crashed trial is retried."""
 
-    cpus: float = setting(1.0, gt=0)
-    gpus: float = 0.0  # a fraction such as 0.25 packs four trials on one GPU
-    max_failures: int = setting(2, ge=0)
+    cpus: Float = Field(1.0, gt=0)
+    gpus: Float = 0.0
+    """A fraction such as 0.25 packs four trials on one GPU."""
+    max_failures: Int = Field(2, ge=0)
 
 
-@dataclass(frozen=True)
+@settings
 class Objective:
     """The objective(s) and the (cheaper than Table 1) evaluation settings used inside trials."""
 
-    metric: str | tuple[str, ...] = PARZEN_METRIC  # a list: multi-objective, first is primary
-    mode: str | tuple[str, ...] | None = None  # each metric's own direction; checked if given
-    eval_every: int = setting(1, ge=1)
-    # Samples per evaluation, for Parzen and the quality metrics alike.
-    samples: int = setting(2000, ge=1)
-    n_valid: int | None = setting(1000, ge=1, null="all")
-    quality: bool = False  # also log FID, coverage and confidence at every evaluation
+    metric: Str | tuple[Str, ...] = PARZEN_METRIC
+    """A list: multi-objective, first is primary."""
+    mode: Str | tuple[Str, ...] | None = None
+    """Each metric's own direction; checked if given."""
+    eval_every: Int = Field(1, ge=1)
+    samples: Int = Field(2000, ge=1)
+    """Samples per evaluation, for Parzen and the quality metrics alike."""
+    n_valid: Annotated[Int | None, Says(null="all")] = Field(1000, ge=1)
+    quality: Bool = False
+    """Also log FID, coverage and confidence at every evaluation."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -192,23 +206,53 @@ class Objective:
         return self.quality or any(m in QUALITY_METRICS for m in self.metrics)
 
 
-@dataclass(frozen=True)
+@settings
 class Results:
     """Where experiments are written (relative paths are relative to the working directory)."""
 
-    dir: str = "runs"
+    dir: Str = "runs"
 
 
-@dataclass(frozen=True)
+@settings
 class Chaos:
     """Fault injection, to see retries and replacements work: on its first attempt every trial
     (or those listed in `trials`, by index) crashes (raises), is killed (its worker process
     exits) or diverges at the start of the given epoch."""
 
-    crash_at_epoch: int | None = setting(None, ge=1)
-    kill_at_epoch: int | None = setting(None, ge=1)
-    diverge_at_epoch: int | None = setting(None, ge=1)
-    trials: tuple[int, ...] | None = setting(None, ge=0)
+    crash_at_epoch: Int | None = Field(None, ge=1)
+    kill_at_epoch: Int | None = Field(None, ge=1)
+    diverge_at_epoch: Int | None = Field(None, ge=1)
+    trials: tuple[Annotated[Int, Field(ge=0)], ...] | None = None
+
+
+@settings
+class SpaceFile:
+    """A search-space file as written, each section checked on its own; what spans sections
+    is gansearch.space.rules' job, and the SearchSpace is what comes out."""
+
+    name: Str | None = Field(
+        None, pattern=f"^(?:{NAME_PATTERN})$", description=f"a name of {NAME_RULE}"
+    )
+    """The experiment's name (default: the file's stem)."""
+    dataset: DataConfig = Field(kw_only=True)
+    """The data set to search on (and, for TFD, its fold)."""
+    params: dict[Str, Distribution] = Field(kw_only=True)
+    """The searched trainer settings, by dotted key (`units[0]` for one entry of a list)."""
+    trainer: TrainConfig = field(default_factory=TrainConfig)
+    """Fixed trainer settings: the schema of a training configuration, less what other
+    sections own (data, epochs, eval.every, eval.samples, eval.n_valid)."""
+    search: SearchAlgorithm = field(default_factory=SearchAlgorithm)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    budget: Budget = field(default_factory=Budget)
+    resources: Resources = field(default_factory=Resources)
+    objective: Objective = field(default_factory=Objective)
+    results: Results = field(default_factory=Results)
+    chaos: Chaos = field(default_factory=Chaos)
+
+
+def space_schema() -> dict[str, Any]:
+    """The JSON Schema of a search-space file (each field's type, choices and bounds)."""
+    return json_schema(SpaceFile, "gansearch search space")
 
 
 @dataclass(frozen=True)
@@ -237,7 +281,7 @@ class SearchSpace:
 
     def with_budget(self, **changes: Any) -> SearchSpace:
         """A copy with budget fields replaced (command-line overrides), re-checked."""
-        budget = dataclasses.replace(self.budget, **changes)
+        budget = replace(self.budget, "budget", self.source, **changes)
         check_budget(budget, self.scheduler, self.objective, self.source)
         trainer = dataclasses.replace(self.trainer, epochs=budget.max_epochs)
         return dataclasses.replace(self, budget=budget, trainer=trainer)
@@ -276,8 +320,7 @@ def check_rule(ok: bool, source: str, key: str, message: str) -> None:
 
 
 def check_budget(budget: Budget, scheduler: Scheduler, objective: Objective, source: str):
-    """The budget's own bounds, and what it must allow the scheduler and the objective."""
-    check(budget, "budget", source)
+    """What the budget must allow the scheduler and the objective."""
     check_rule(
         scheduler.type == "none" or scheduler.grace_period <= budget.max_epochs,
         source,
