@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import annotated_types
 import pydantic
 import pydantic.dataclasses
 import pydantic.fields
@@ -277,11 +276,15 @@ def _field_info(metadata: list[Any]) -> pydantic.fields.FieldInfo | None:
 
 def _range(metadata: list[Any]) -> str:
     """'must be in (0, 1]' or 'must be >= 1' from a field's constraints."""
-    found = {type(m).__name__: m for m in metadata if isinstance(m, annotated_types.BaseMetadata)}
-    lower = [("[", ">=", found["Ge"].ge)] if "Ge" in found else []
-    lower += [("(", ">", found["Gt"].gt)] if "Gt" in found else []
-    upper = [("]", "<=", found["Le"].le)] if "Le" in found else []
-    upper += [(")", "<", found["Lt"].lt)] if "Lt" in found else []
+    bounds = {}  # pydantic's Ge, Gt, Le and Lt constraints each carry one of these attributes
+    for item in metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            if type(item).__name__ == name.capitalize() and name not in bounds:
+                bounds[name] = getattr(item, name)
+    lower = [("[", ">=", bounds["ge"])] if "ge" in bounds else []
+    lower += [("(", ">", bounds["gt"])] if "gt" in bounds else []
+    upper = [("]", "<=", bounds["le"])] if "le" in bounds else []
+    upper += [(")", "<", bounds["lt"])] if "lt" in bounds else []
     if lower and upper:
         (opening, _, low), (closing, _, high) = lower[0], upper[0]
         return f"must be in {opening}{low:g}, {high:g}{closing}"
