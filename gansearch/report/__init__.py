@@ -20,7 +20,7 @@ from gansearch.report.configuration import (
     Provenance,
     interpolations,
     learning_curves,
-    report_configuration,
+    table_one_row,
 )
 from gansearch.report.make import (
     Report,
@@ -70,7 +70,7 @@ __all__ = [
     "pareto_table",
     "pareto_trials",
     "reference_note",
-    "report_configuration",
+    "table_one_row",
     "table1",
     "table1_markdown",
     "write_importances",

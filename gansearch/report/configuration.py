@@ -84,9 +84,7 @@ class Provenance:
         return "; ".join(parts)
 
 
-def report_configuration(
-    context: ReportContext, rank: int, trial: dict[str, Any], of: int
-) -> ReportRow:
+def table_one_row(context: ReportContext, rank: int, trial: dict[str, Any], of: int) -> ReportRow:
     """One configuration's row of Table 1: evaluate its generator with the paper's protocol,
     write its figures and generator, and log them and the test numbers on its MLflow run."""
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from gansearch.errors import GansearchError, UsageError
 from gansearch.experiment import read_results, stored_search_id, stored_tracking_uri
 from gansearch.files import write_text
 from gansearch.report.choose import choose_trials
-from gansearch.report.configuration import ReportContext, report_configuration
+from gansearch.report.configuration import ReportContext, table_one_row
 from gansearch.report.pareto import write_pareto
 from gansearch.report.table import TABLE_NAME, ReportRow, table1, table1_markdown
 from gansearch.space import stored_space
@@ -114,7 +114,7 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
     )
     trials = chosen.to_dict("records")
     rows = [
-        report_configuration(context, rank, trial, len(trials))
+        table_one_row(context, rank, trial, len(trials))
         for rank, trial in enumerate(trials, start=1)
     ]
     references = _references(context, options)
