@@ -9,7 +9,8 @@
 # gs://BUCKET/PREFIX (the server proxies artifacts: clients need no bucket credentials).
 # MLFLOW_HOST (default 127.0.0.1: reach it through an SSH tunnel or on the head node; bind a
 # private address only on a private network), MLFLOW_PORT (5000), MLFLOW_WORKERS (2).
-# The first start creates MLflow's tables in the database. tests/test_cluster.py runs this script.
+# The first start creates MLflow's tables in the database. tests/search/test_cluster.py runs this
+# script.
 set -euo pipefail
 
 : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI, e.g. postgresql+psycopg2://mlflow:PASSWORD@127.0.0.1:5432/mlflow}"

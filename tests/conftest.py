@@ -67,8 +67,8 @@ def mnist_scorer(mnist_dir: Path):
 @pytest.fixture(scope="session")
 def tracked_search(tmp_path_factory: pytest.TempPathFactory):
     """A small digits search, interrupted and resumed, with MLflow runs and a Table 1 report
-    (tests/tracked_search.py); the tracking and report tests share it."""
-    from tracked_search import run_tracked_search
+    (tests/support/tracked_search.py); the tracking and report tests share it."""
+    from tests.support.tracked_search import run_tracked_search
 
     return run_tracked_search(tmp_path_factory.mktemp("tracked"))
 
@@ -76,8 +76,8 @@ def tracked_search(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def diverged_pbt_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished digits pbt search (tests/fixtures/pbt_diverge.yaml) in which the second member
-    diverged at epoch 3; its results directory (the experiment is `pbt-diverge`). The pbt and
-    `train --from` tests share it."""
+    diverged at epoch 3; its results directory (the experiment is `pbt-diverge`). The pbt, `curves`
+    and `train --from` tests share it."""
     import subprocess
     import sys
 

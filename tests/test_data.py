@@ -1,10 +1,12 @@
-"""Data sets: the paper's splits, file layouts, checks, download, TFD, and the Arrow cache."""
+"""Data sets (gansearch.data): the paper's splits, file layouts, checks (a gzip that inflates past
+its standard size too), download, TFD, the Arrow cache and the digest of its keys."""
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
 import http.server
+import re
 import shutil
 import socket
 import threading
@@ -172,6 +174,19 @@ def test_corrupt_byte_fails_the_checksum_naming_the_file(mnist_dir, tmp_path):
         load_dataset("mnist", target, download=False)
 
 
+def test_a_gzip_that_inflates_past_the_standard_size_is_refused(tmp_path, mnist_dir):
+    found = idx.find_files(idx.MNIST, mnist_dir)
+    for path in found.values():
+        (tmp_path / path.name).symlink_to(path)
+    labels = found["test_labels"]
+    bomb = tmp_path / labels.name
+    bomb.unlink()
+    bomb.write_bytes(gzip.compress(b"\0" * (64 << 20)))  # 64 MiB of zeros in about 64 KiB
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(DataError, match=re.escape(f"{bomb}: inflates to more than the 10,008")):
+        load_dataset("mnist", tmp_path)
+
+
 def test_missing_files_without_download_say_where_to_put_them(tmp_path):
     with pytest.raises(DataError, match=rf"mnist files not found in {tmp_path}.*--data-dir"):
         load_dataset("mnist", tmp_path, download=False)
@@ -331,3 +346,20 @@ def test_tfd_not_a_mat_file_and_bad_fold(tmp_path):
 def test_tfd_missing_file_says_it_is_not_downloadable(tmp_path):
     with pytest.raises(DataError, match="TFD is not publicly downloadable"):
         load_dataset("tfd", tmp_path)
+
+
+def test_array_digest_tells_apart_bytes_types_shapes_and_labels() -> None:
+    import numpy as np
+
+    from gansearch.data.base import array_digest
+
+    a = np.arange(6, dtype=np.float32)
+    same = array_digest([(None, a.copy())])
+    assert array_digest([(None, a)]) == same
+    assert array_digest([(None, a.reshape(2, 3))]) != same
+    assert array_digest([(None, a.astype(np.float64))]) != same
+    assert array_digest([("train", a)]) != same
+    assert array_digest([(None, a)], header="digits") != same
+    b = a.copy()
+    b[5] = 7.0
+    assert array_digest([(None, b)]) != same

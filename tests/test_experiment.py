@@ -1,5 +1,6 @@
-"""The experiment directory's owner: names that stay inside the results directory, one process
-at a time, state that nobody else wrote."""
+"""The experiment directory's owner (gansearch.experiment): names that stay inside the results
+directory, one process at a time, state that nobody else wrote, and a results directory that
+cannot be written or files that are damaged, each with a clear message."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from gansearch.cli import main
@@ -21,6 +23,7 @@ from gansearch.experiment import (
     experiment_path,
     no_foreign_writes,
 )
+from tests.support.tracked_search import TRIALS
 
 SMALL = Path(__file__).parent / "fixtures" / "small_space.yaml"
 ESCAPES = ["../x", "..", ".", "/abs/path", "a/b", "", "-rf", "x\n", "a" * 129, "ü"]
@@ -162,12 +165,66 @@ def test_files_of_a_search_are_written_without_group_or_other_write(tmp_path):
     assert (tmp_path / "d").stat().st_mode & 0o022 == 0
 
 
-def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):
-    started = time.monotonic()
-    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--address"]
-    assert main([*args, "127.0.0.1:1"]) == 2
+# --------------------------------------------------------------------------- unwritable, damaged
+
+
+def _err(capsys) -> str:
     err = capsys.readouterr().err
-    assert time.monotonic() - started < 60
-    assert "cannot reach the Ray cluster at --address 127.0.0.1:1" in err and "Traceback" not in err
-    assert main([*args, "nonsense"]) == 2
-    assert "expected auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def _copy(tracked_search, tmp_path: Path) -> Path:
+    """A copy of the tracked search's results directory somewhere else."""
+    import shutil
+
+    copy = tmp_path / "copied"
+    shutil.copytree(tracked_search.root, copy, symlinks=True)
+    return copy
+
+
+def test_a_results_directory_that_cannot_be_written_fails_before_anything_starts(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    space = "tests/fixtures/small_space.yaml"
+    started = time.monotonic()
+    assert main(["run", "--space", space, "--results-dir", str(blocker / "runs")]) == 2
+    err = _err(capsys)
+    assert f"{blocker / 'runs' / 'small'}: cannot write there" in err
+    assert time.monotonic() - started < 30  # no Ray, no MLflow store was started
+
+
+@pytest.mark.slow
+def test_damaged_results_and_metadata_get_clear_messages_and_a_way_back(
+    tracked_search, tmp_path, capsys
+):
+    import shlex
+    import subprocess
+    import sys
+
+    copy = _copy(tracked_search, tmp_path)
+    experiment = copy / "small"
+    (experiment / "results.parquet").write_bytes(b"PAR1 this is not parquet")
+    assert main(["report", "--results-dir", str(copy), "--experiment", "small"]) == 2
+    err = capsys.readouterr().err
+    assert f"{experiment / 'results.parquet'}: unreadable" in err and "Traceback" not in err
+    words = shlex.split(err.split("rebuild it from the search's own state with `")[1].split("`")[0])
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "gansearch.cli", *words[1:], "--report-top", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert len(pd.read_parquet(experiment / "results.parquet")) == TRIALS
+
+    meta = experiment / "gansearch.json"
+    meta.write_text("{ not json")
+    for args in (
+        ["report", "--results-dir", str(copy), "--experiment", "small"],
+        ["ui", "--results-dir", str(copy), "--experiment", "small"],
+        ["run", "--space", str(experiment / "search_space.yaml"), "--results-dir", str(copy)],
+    ):
+        code = main([*args, "--resume"] if args[0] == "run" else args)
+        err = capsys.readouterr().err
+        assert code == 2 and f"{meta}: unreadable" in err and "Traceback" not in err, args

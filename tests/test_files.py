@@ -27,20 +27,3 @@ def test_concurrent_writers_of_one_file_get_their_own_temporary_files(tmp_path) 
         assert not target.exists()  # nothing replaced before a writer finishes
     assert target.read_text() == "first"  # the outer block finished last
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
-
-
-def test_array_digest_tells_apart_bytes_types_shapes_and_labels() -> None:
-    import numpy as np
-
-    from gansearch.data.base import array_digest
-
-    a = np.arange(6, dtype=np.float32)
-    same = array_digest([(None, a.copy())])
-    assert array_digest([(None, a)]) == same
-    assert array_digest([(None, a.reshape(2, 3))]) != same
-    assert array_digest([(None, a.astype(np.float64))]) != same
-    assert array_digest([("train", a)]) != same
-    assert array_digest([(None, a)], header="digits") != same
-    b = a.copy()
-    b[5] = 7.0
-    assert array_digest([(None, b)]) != same

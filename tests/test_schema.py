@@ -1,10 +1,12 @@
 """The declarative schema: pydantic checks types, choices and bounds, gansearch words the first
-problem as `FILE: KEY: reason`, and the published JSON Schemas say the same as the checks."""
+problem as `FILE: KEY: reason`, the published JSON Schemas say the same as the checks, and YAML
+crafted to exhaust memory is refused before anything large is built."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,9 +16,10 @@ import pytest
 import yaml
 from pydantic import Field
 
+from gansearch.cli import main
 from gansearch.commands.schema import render
 from gansearch.errors import ConfigError
-from gansearch.schema import Float, Int, Says, Str, build, replace, settings
+from gansearch.schema import MAX_MESSAGE, Float, Int, Says, Str, build, read_yaml, replace, settings
 from gansearch.space import Budget, Objective, Resources, Scheduler, SpaceFile, space_schema
 from gansearch.train_config import TrainConfig, config_from_dict, config_keys, config_schema
 
@@ -229,3 +232,53 @@ def test_the_space_schema_refuses_what_the_loader_refuses():
             jsonschema.validate(bad, schema)
         with pytest.raises(ConfigError):
             build(SpaceFile, bad, "", "s.yaml")
+
+
+# ----------------------------------------------------------------------------- bounded YAML
+# Files crafted (or mistyped) to exhaust memory, and values too long to quote, get a clear
+# message, a non-zero exit and no traceback, before anything large is built.
+
+# 493 bytes that expand to 10**9 strings: each level repeats the one above ten times.
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, capsys):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        read_yaml(path)
+    space = tmp_path / "space.yaml"
+    space.write_text("name: bomb\n" + BOMB.replace("a: &a", "params: &a", 1))
+    assert main(["run", "--space", str(space), "--results-dir", str(tmp_path)]) == 2
+    config = tmp_path / "train.yaml"
+    config.write_text(BOMB)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = _err(capsys)
+    assert err.count("expands to more than 100,000 values") == 2
+    assert time.monotonic() - started < 10 and len(err) < 2000
+
+
+def test_long_values_are_cut_short_in_messages(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: '{'x/' * 50_000}'\ndataset: {{name: digits}}\n")
+    assert main(["run", "--space", str(space), "--results-dir", str(tmp_path)]) == 2
+    err = _err(capsys)
+    assert "name: must be a name of letters" in err and "characters in all" in err
+    assert len(err) < MAX_MESSAGE + 200
+
+
+def test_a_yaml_file_over_a_mebibyte_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="too large for a configuration"):
+        read_yaml(path)

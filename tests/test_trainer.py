@@ -1,4 +1,6 @@
-"""Algorithm 1 and pylearn2's update rule, schedules, k, exact resume, divergence, checkpoints."""
+"""The trainer (gansearch.trainer): Algorithm 1 and pylearn2's update rule, schedules, k, exact
+resume, divergence, checkpoints, and a bounded number of host synchronisations per epoch (the CUDA
+path, counted through the CPU equivalents of the calls that would wait for a GPU)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gansearch.data import load_dataset
 from gansearch.data.base import Dataset
 from gansearch.errors import ConfigError, DivergenceError
 from gansearch.train_config import MUTABLE_SETTINGS, TrainConfig, apply_overrides
-from gansearch.trainer import Trainer
+from gansearch.trainer import DIVERGENCE_CHECK_EVERY, Trainer
 
 TINY = {
     "generator.noise_dim": 3,
@@ -528,3 +531,44 @@ def test_compiled_training_matches_eager_within_float_tolerance(tmp_path):
     assert not plain.config.compile and plain.epoch == 2
     for a, b in zip(plain.g_params, compiled.g_params, strict=True):
         assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- host synchronisation
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
+
+
+def _count_syncs(monkeypatch) -> list[str]:
+    """Record every call that would copy a value from the GPU to the host (and so wait)."""
+    calls: list[str] = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+@pytest.mark.slow
+def test_a_training_epoch_syncs_with_the_host_a_bounded_number_of_times(monkeypatch):
+    config = apply_overrides(
+        TrainConfig(),
+        {
+            "data.name": "digits",
+            "optim.batch_size": 4,  # 299 steps an epoch
+            "generator.units": [32, 32],
+            "discriminator.units": [16, 16],
+            "eval.every": 0,
+        },
+    )
+    trainer = Trainer(config, load_dataset("digits"))
+    calls = _count_syncs(monkeypatch)
+    trainer.run_epoch()
+    steps = len(trainer.train_x) // 4
+    checks = math.ceil(steps / DIVERGENCE_CHECK_EVERY)
+    # The divergence checks (every DIVERGENCE_CHECK_EVERY steps and at the end), the parameter
+    # norms and the epoch's means: a handful, not one per step.
+    assert steps >= 290 and len(calls) <= checks + 8, calls

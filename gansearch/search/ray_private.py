@@ -2,8 +2,8 @@
 
 Ray Tune's public API offers no way to do these things; each helper names the attribute it
 reaches for (as in Ray 2.60 and Optuna 5) so that an upgrade that renames one breaks here, in one
-place, and the tests that exercise the feature (tests/test_pbt.py, tests/test_search.py,
-tests/test_trial_outcomes.py) say so.
+place, and the tests that exercise the feature (in tests/search/: test_pbt.py, test_driver.py,
+test_trial.py, test_optuna_search.py, test_results.py) say so.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`gansearch ui`: the MLflow UI over a search's store, loaded in headless Chromium.
+"""`gansearch ui` (gansearch.commands.ui): the MLflow UI over a search's store, loaded in headless
+Chromium.
 
 The store is written by the tracker directly (no Ray); the UI server runs as a subprocess and
 every process the test starts is stopped by PID. The screenshot lands in test-artifacts/.
@@ -23,12 +24,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from processes import free_port
 
 from gansearch.tracking import SearchTracker, TrackingStore, default_tracking_uri
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 NAME = "ui-demo"
 TRIALS = ("aaaa0001", "bbbb0002")

@@ -1,7 +1,8 @@
-"""The Table 1 report of a finished search: the paper's rows beside ours and the reference rows,
-test numbers that equal a direct Parzen evaluation of the logged checkpoint, MLflow artifacts,
-clear refusals, and retraining of stopped-early trials on demand. The search is conftest's
-`tracked_search`; the retraining test rewrites its report, so it runs last here."""
+"""The Table 1 report of a finished search (gansearch.report.make): the paper's rows beside ours
+and the reference rows, MLflow artifacts, clear refusals, retraining of stopped-early trials on
+demand, a copied results directory, and which hyperparameters mattered. The search is conftest's
+`tracked_search`; the retraining test rewrites its report, so the tests that read the report as
+the search wrote it (test_configuration.py, collected before this file) run before it."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from processes import free_port
-from tracked_search import TRIALS
 
 from gansearch.cli import main
 from gansearch.data import load_dataset
-from gansearch.parzen import ParzenConfig, evaluate
-from gansearch.quality import load_scorer
-from gansearch.report import PAPER, PAPER_TABLE, RETRAINED, Provenance, comparability
+from gansearch.report import PAPER, PAPER_TABLE, RETRAINED
 from gansearch.trainer import Trainer, best_epoch
+from tests.support.processes import free_port
+from tests.support.tracked_search import TRIALS
 
 pytestmark = pytest.mark.slow
 
@@ -68,49 +66,6 @@ def test_parent_run_has_table1_with_our_rows_beside_the_papers(tracked_search, t
     assert "| Adversarial nets | 225 ± 2 |" in tracked_search.out
 
 
-def test_reported_test_metrics_match_a_direct_parzen_evaluation(tracked_search):
-    table = pd.read_parquet(tracked_search.root / "small" / "report" / "table1.parquet")
-    ours = table[table["source"] == "gansearch"]
-    dataset = load_dataset("digits")
-    scorer = load_scorer(dataset, train=False)  # the report trained it into the session cache
-    values = set()
-    results = tracked_search.results.set_index("trial_id")
-    for row in ours.to_dict("records"):
-        run = tracked_search.client.get_run(row["run_id"])
-        trainer = Trainer.from_checkpoint(row["checkpoint"], dataset)
-        # The evaluated checkpoint is the trial's best validation epoch, which the table names.
-        trial = results.loc[row["trial_id"]]
-        assert Path(row["checkpoint"]).parent == Path(trial["best_checkpoint"])
-        assert trainer.epoch == row["epochs"] == trial["best_epoch"]
-        assert row["trained_epochs"] == trial["epochs"]
-        e = trainer.config.eval
-        samples = trainer.sample(
-            e.final_samples, rng=torch.Generator().manual_seed(int(row["seed"]))
-        )
-        config = ParzenConfig(sigmas=e.sigmas, n_valid=e.final_n_valid, precision=e.precision)
-        direct = evaluate(samples, dataset.valid, dataset.test, config=config)
-        metrics = run.data.metrics
-        assert metrics["test_ll"] == pytest.approx(direct.test_mean, rel=1e-9)
-        assert metrics["test_ll_se"] == pytest.approx(direct.test_se, rel=1e-9)
-        assert metrics["test_sigma"] == direct.sigma
-        fine_config = ParzenConfig(sigmas=e.fine_sigmas, n_valid=e.final_n_valid)
-        fine = evaluate(samples, dataset.valid, dataset.test, config=fine_config)
-        assert metrics["test_ll_fine"] == pytest.approx(fine.test_mean, rel=1e-9)
-        assert metrics["test_sigma_fine"] == row["fine_sigma"] == fine.sigma
-        assert f"fine sigma grid: {fine.test_mean:.2f}" in row["note"]
-        assert row["test_ll"] == metrics["test_ll"]
-        quality = scorer.score(samples)
-        assert metrics["test_fid"] == pytest.approx(quality.fid, rel=1e-9) == row["fid"]
-        assert metrics["test_classes_covered"] == quality.classes_covered
-        assert metrics["test_class_kl"] == pytest.approx(quality.class_kl, abs=1e-12)
-        assert metrics["test_confidence"] == pytest.approx(quality.confidence, rel=1e-9)
-        values.add(round(direct.test_mean, 6))
-        artifacts = {a.path for a in tracked_search.client.list_artifacts(row["run_id"], "report")}
-        expected = {"samples.png", "interpolations.png", "learning_curves.png", "generator.pt"}
-        assert {f"report/{name}" for name in [*expected, "search_space.yaml"]} == artifacts
-    assert len(values) > 1, "every configuration scored the same: the check would prove little"
-
-
 def test_report_refuses_unknown_experiments_and_unreachable_servers(tracked_search, capsys):
     assert main(["report", "--results-dir", str(tracked_search.root), "--experiment", "nope"]) == 2
     err = capsys.readouterr().err
@@ -150,36 +105,7 @@ def test_report_on_demand_retrains_stopped_trials_and_marks_them(tracked_search,
     assert len(tracked_search.runs("trial")) == TRIALS and len(tracked_search.runs("search")) == 1
 
 
-@pytest.mark.parametrize(
-    ("provenance", "expected"),
-    [
-        (Provenance(30, 30, 30, 30, False), "epoch 30 (the last) of 30"),
-        (
-            Provenance(12, 30, 30, 30, False),
-            "epoch 12 (best validation LL) of 30 trained, 30 max",
-        ),
-        (
-            Provenance(25, 30, 10, 30, True),
-            "epoch 25 (best validation LL) of 30 trained, 30 max; "
-            "stopped early at 10, retrained to 30",
-        ),
-        (
-            Provenance(10, 10, 10, 30, False),
-            "epoch 10 (the last) of 30; stopped early, not retrained",
-        ),
-    ],
-)
-def test_provenance_says_which_epoch_of_which_run_was_evaluated(provenance, expected):
-    assert provenance.describe() == expected
-
-
-def test_rows_say_when_they_are_not_comparable_with_the_papers_columns():
-    assert comparability("mnist", None) is None
-    assert "TFD fold 2 only" in comparability("tfd", 2)
-    assert comparability("digits", None) == "digits: not comparable with the paper's columns"
-
-
-# --------------------------------------------------------------------------- moved, damaged
+# --------------------------------------------------------------------------- moved
 
 
 def _copy(tracked_search, tmp_path: Path) -> Path:
@@ -208,41 +134,6 @@ def test_a_copied_results_directory_is_scored_from_its_own_checkpoints(tracked_s
     assert len(parents) == 1  # the copy found its search's run, not a new one
     trials = client.search_runs([experiment], "tags.`gansearch.role` = 'trial'")
     assert len(trials) == TRIALS
-
-
-def test_damaged_results_and_metadata_get_clear_messages_and_a_way_back(
-    tracked_search, tmp_path, capsys
-):
-    import shlex
-    import subprocess
-    import sys
-
-    copy = _copy(tracked_search, tmp_path)
-    experiment = copy / "small"
-    (experiment / "results.parquet").write_bytes(b"PAR1 this is not parquet")
-    assert main(["report", "--results-dir", str(copy), "--experiment", "small"]) == 2
-    err = capsys.readouterr().err
-    assert f"{experiment / 'results.parquet'}: unreadable" in err and "Traceback" not in err
-    words = shlex.split(err.split("rebuild it from the search's own state with `")[1].split("`")[0])
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "gansearch.cli", *words[1:], "--report-top", "0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert len(pd.read_parquet(experiment / "results.parquet")) == TRIALS
-
-    meta = experiment / "gansearch.json"
-    meta.write_text("{ not json")
-    for args in (
-        ["report", "--results-dir", str(copy), "--experiment", "small"],
-        ["ui", "--results-dir", str(copy), "--experiment", "small"],
-        ["run", "--space", str(experiment / "search_space.yaml"), "--results-dir", str(copy)],
-    ):
-        code = main([*args, "--resume"] if args[0] == "run" else args)
-        err = capsys.readouterr().err
-        assert code == 2 and f"{meta}: unreadable" in err and "Traceback" not in err, args
 
 
 def test_report_logs_which_hyperparameters_mattered(tracked_search):

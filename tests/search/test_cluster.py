@@ -1,5 +1,7 @@
 """Scale-out on one machine: a simulated multi-node Ray cluster, a lost node, and an MLflow
-tracking server with a PostgreSQL backend store; plus validation of every file in cluster/.
+tracking server with a PostgreSQL backend store; validation of every file in cluster/; and what
+gansearch.search.cluster refuses before any trial starts (resources no node has, a cluster that
+cannot be reached).
 
 The simulated cluster is `ray.cluster_utils.Cluster`: a head with no CPUs (so no trial runs
 there) and two 1-CPU worker nodes, all processes of this machine. `add_node`/`remove_node` must be
@@ -27,9 +29,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from processes import free_port, processes_with_env
 
-REPO = Path(__file__).resolve().parents[1]
+from gansearch.cli import main
+from tests.support.processes import free_port, processes_with_env
+
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
 EPOCHS = 16
@@ -406,27 +410,35 @@ def test_mlflow_server_script_refuses_to_start_without_a_backend_store():
     assert done.returncode != 0 and "set MLFLOW_BACKEND_STORE_URI" in done.stderr
 
 
-# --------------------------------------------------------------------------- options
+# --------------------------------------------------------------------------- before any trial
 
 
-def test_trials_get_an_absolute_data_dir_from_the_flag_or_the_drivers_environment(
-    tmp_path, monkeypatch
-):
-    from gansearch.search.trial import trial_data_dir
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GANSEARCH_DATA_DIR", raising=False)
-    assert trial_data_dir(None) is None  # each node's own cache
-    assert trial_data_dir("data") == str(tmp_path / "data")  # trials run in another directory
-    monkeypatch.setenv("GANSEARCH_DATA_DIR", "shared/data")
-    assert trial_data_dir(None) == str(tmp_path / "shared" / "data")
-
-
-def test_results_dir_uri_is_refused_with_the_alternative(tmp_path, capsys):
-    from gansearch.cli import main
-
-    args = ["run", "--space", str(SMALL), "--results-dir", "s3://bucket/runs"]
-    assert main(args) == 2
+@pytest.mark.slow
+def test_resources_no_node_has_are_reported_before_trials(tmp_path, capsys):
+    path = tmp_path / "big.yaml"
+    path.write_text(SMALL.read_text().replace("resources: {cpus: 1,", "resources: {cpus: 512,"))
+    assert main(["run", "--space", str(path), "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "--results-dir / results.dir s3://bucket/runs" in err and "Traceback" not in err
-    assert "every node mounts at the same path" in err
+    assert "resources: a trial asks for 512.0 CPU and 0.0 GPU, but no node has that much" in err
+    assert not list(tmp_path.glob("small/train_trial_*"))
+
+
+@pytest.mark.slow
+def test_unreachable_cluster_is_reported_before_trials(tmp_path, capsys):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+    assert main([*args, "--address", "ray://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Ray cluster at --address ray://127.0.0.1:1" in err
+    assert "Traceback" not in err
+    assert os.environ.get("RAY_ADDRESS") is None
+
+
+def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):
+    started = time.monotonic()
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--address"]
+    assert main([*args, "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - started < 60
+    assert "cannot reach the Ray cluster at --address 127.0.0.1:1" in err and "Traceback" not in err
+    assert main([*args, "nonsense"]) == 2
+    assert "expected auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err

@@ -1,6 +1,8 @@
-"""`gansearch run` end to end on a real (small) search: Ray Tune, Optuna, ASHA, failures, resume.
+"""The driver (gansearch.search.driver): `gansearch run` end to end on a real (small) search, with
+Ray Tune, Optuna, ASHA, failures and resume, and what it refuses before any trial starts.
 
-These start a local Ray (5 to 10 s each) and train real trials on the bundled digits.
+The end-to-end tests start a local Ray (5 to 10 s each) and train real trials on the bundled
+digits.
 """
 
 from __future__ import annotations
@@ -21,16 +23,13 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from processes import processes_with_env
 
 from gansearch.cli import main
 from gansearch.experiment import read_results, read_trial_log
 from gansearch.search.optuna_search import ReusingOptunaSearch
-from gansearch.search.results import best_checkpoint
-from gansearch.space import load_space, make_sampler
+from tests.support.processes import processes_with_env
 
-pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "search_spaces" / "digits.yaml"
 PARETO = REPO / "search_spaces" / "digits_pareto.yaml"
 SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
@@ -43,31 +42,7 @@ def study_of(experiment_dir: Path) -> optuna.Study:
     return searcher._ot_study
 
 
-def test_optuna_proposes_the_given_configurations_first(tmp_path):
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(
-        SMALL.read_text().replace(
-            "search: {algorithm: tpe, seed: 0}",
-            "search:\n  algorithm: tpe\n  seed: 0\n  start_with:\n"
-            "    - {optim.lr_d: 0.1, optim.k: 2}\n"
-            "    - {optim.lr_d: 0.02, optim.k: 1, generator.units: [128, 128]}",
-        )
-    )
-    space = load_space(space_file)
-    searcher = ReusingOptunaSearch(
-        space=space.optuna_space(),
-        metric="valid_ll",
-        mode="max",
-        sampler=make_sampler(space.search),
-        start_with=space.search.start_with,
-    )
-    first, second, third = (searcher.suggest(f"t{i}") for i in range(3))
-    assert first["optim.lr_d"] == 0.1 and first["optim.k"] == 2
-    assert set(first) == {p.key for p in space.params}  # a key left out is sampled
-    assert second == {"optim.lr_d": 0.02, "optim.k": 1, "generator.units": "[128, 128]"}
-    assert third not in (first, second)
-
-
+@pytest.mark.slow
 def test_small_search_end_to_end(tmp_path, capsys):
     args = ["run", "--space", str(DIGITS), "--results-dir", str(tmp_path), "--max-epochs", "12"]
     assert main([*args, "--progress-interval", "2"]) == 0
@@ -103,32 +78,7 @@ def test_small_search_end_to_end(tmp_path, capsys):
     assert (table["best_epoch"] < table["epochs"]).any(), "no trial peaked early: proves little"
 
 
-class _Checkpoint:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-class _Result:
-    def __init__(self, reports: list[dict], latest: str) -> None:
-        self.best_checkpoints = [(_Checkpoint(f"ckpt-{m['epoch']}"), m) for m in reports]
-        self.checkpoint = _Checkpoint(latest)
-
-
-@pytest.mark.parametrize(
-    ("metric", "expected"),
-    [("valid_ll", "ckpt-2"), ("fid", "ckpt-3")],
-)
-def test_best_checkpoint_is_chosen_on_the_objective_in_its_direction(metric, expected):
-    reports = [
-        {"epoch": 1, "valid_ll": 1.0, "fid": 90.0},
-        {"epoch": 2, "valid_ll": 7.0, "fid": 80.0},
-        {"epoch": 3, "valid_ll": 3.0, "fid": 70.0},
-        {"epoch": 4, "valid_ll": 7.0, "fid": float("nan")},  # a tie: the earlier epoch wins
-    ]
-    assert best_checkpoint(_Result(reports, "ckpt-4"), metric) == expected
-    assert best_checkpoint(_Result([], "ckpt-9"), metric) == "ckpt-9"  # nothing scored
-
-
+@pytest.mark.slow
 def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
     tmp_path, capsys, digits_scorer
 ):
@@ -198,6 +148,7 @@ def test_multi_objective_search_finds_a_pareto_front_of_parzen_and_fid(
     assert logged == {"pareto/pareto.md", "pareto/pareto.csv", "pareto/pareto.png"}
 
 
+@pytest.mark.slow
 def test_divergence_fails_in_optuna_and_crashes_are_retried(tmp_path, capsys):
     space = SMALL.read_text().replace(
         "  optim.lr_d: {distribution: loguniform, low: 0.01, high: 0.5}",
@@ -235,6 +186,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "gansearch.cli", *args]
 
 
+@pytest.mark.slow
 def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
     args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--trials", "6"]
     args += ["--concurrency", "1", "--progress-interval", "1"]
@@ -284,6 +236,7 @@ def test_interrupted_search_resumes_without_rerunning_trials(tmp_path):
     assert "best 6 of 6 trials" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_and_loses_no_trial(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="gs-", dir="/tmp")  # short: Ray's socket paths
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}
@@ -330,6 +283,7 @@ def test_killed_driver_resumes_and_loses_no_trial(tmp_path):
     assert {t.user_attrs["tune_trial_id"] for t in trained} == set(table["trial_id"]), seen
 
 
+@pytest.mark.slow
 def test_resume_without_an_experiment_is_refused(tmp_path, capsys):
     args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
     assert main([*args, "--resume"]) == 2
@@ -337,6 +291,7 @@ def test_resume_without_an_experiment_is_refused(tmp_path, capsys):
     assert not (tmp_path / "small").exists()
 
 
+@pytest.mark.slow
 def test_missing_data_is_reported_before_ray_starts(tmp_path, capsys):
     space = SMALL.read_text().replace("dataset: {name: digits}", "dataset: {name: tfd}")
     path = tmp_path / "tfd.yaml"
@@ -348,19 +303,11 @@ def test_missing_data_is_reported_before_ray_starts(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_resources_no_node_has_are_reported_before_trials(tmp_path, capsys):
-    path = tmp_path / "big.yaml"
-    path.write_text(SMALL.read_text().replace("resources: {cpus: 1,", "resources: {cpus: 512,"))
-    assert main(["run", "--space", str(path), "--results-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "resources: a trial asks for 512.0 CPU and 0.0 GPU, but no node has that much" in err
-    assert not list(tmp_path.glob("small/train_trial_*"))
+def test_results_dir_uri_is_refused_with_the_alternative(tmp_path, capsys):
+    from gansearch.cli import main
 
-
-def test_unreachable_cluster_is_reported_before_trials(tmp_path, capsys):
-    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
-    assert main([*args, "--address", "ray://127.0.0.1:1"]) == 2
+    args = ["run", "--space", str(SMALL), "--results-dir", "s3://bucket/runs"]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert "cannot reach the Ray cluster at --address ray://127.0.0.1:1" in err
-    assert "Traceback" not in err
-    assert os.environ.get("RAY_ADDRESS") is None
+    assert "--results-dir / results.dir s3://bucket/runs" in err and "Traceback" not in err
+    assert "every node mounts at the same path" in err

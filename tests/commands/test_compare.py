@@ -1,4 +1,5 @@
-"""`gansearch compare`: the best objective against trial-epochs, from a search's reports."""
+"""`gansearch compare` (gansearch.commands.compare): the best objective against trial-epochs,
+from a search's reports."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PIL import Image
 from gansearch.cli import main
 from gansearch.experiment import SPACE_COPY, append_report, save_setup
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def _experiment(directory: Path, reports: list[tuple[str, dict]]) -> Path:

@@ -1,4 +1,4 @@
-"""Population-based training.
+"""Population-based training (gansearch.search.pbt).
 
 The end-to-end test starts a local Ray twice (a run interrupted with Ctrl-C, then --resume) and
 trains a population of four digits GANs.
@@ -20,7 +20,6 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-from fake_tune import fake_session
 
 from gansearch.experiment import (
     CHECKPOINT_FILE,
@@ -29,12 +28,11 @@ from gansearch.experiment import (
     read_trial_log,
 )
 from gansearch.histories import stored_sessions
-from gansearch.outcomes import trial_outcome
 from gansearch.search.optuna_search import ReusingOptunaSearch
 from gansearch.search.pbt import clip_to_ranges, first_population, mutation_values, tune_domain
 from gansearch.space import load_space, make_sampler
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 PBT = FIXTURES / "pbt_space.yaml"
 DIVERGE = FIXTURES / "pbt_diverge.yaml"
 
@@ -235,66 +233,3 @@ def test_a_diverged_member_is_replaced_by_a_copy_and_the_population_keeps_its_si
     (run,) = client.search_runs([experiment_id], f"tags.`gansearch.trial_id` = '{diverged}'")
     assert run.data.tags["gansearch.lineage"] == row["lineage"]
     assert run.info.status == "FINISHED"
-
-
-# ----------------------------------------------------------------------------- a finished copy
-
-
-def test_a_session_that_starts_from_a_finished_checkpoint_reports_its_state(
-    tmp_path, monkeypatch
-) -> None:
-    """PBT can hand a trial a copy of a checkpoint that is already at the budget (after a resume
-    leaves the population out of step). The session then trains nothing; it must still report
-    the state it holds, or Tune keeps the trial's older result and calls it stopped early."""
-
-    from gansearch.data import load_dataset
-    from gansearch.search import trial as search
-    from gansearch.trainer import Trainer
-
-    space = load_space(PBT).with_budget(max_epochs=2)
-    config = first_population(space)[0]
-    dataset = load_dataset("digits")
-    donor = Trainer(space.trial_config(config), dataset)
-    donor.fit(2)
-    directory = tmp_path / "ckpt"
-    directory.mkdir()
-    donor.save_checkpoint(directory / search.CHECKPOINT_FILE)
-    (directory / search.ORIGIN_FILE).write_text(json.dumps({"trial_id": "t_00003", "epoch": 2}))
-
-    fake = fake_session(monkeypatch, directory, dataset)
-
-    search.train_trial(config, space, None)
-    assert len(fake.reports) == 1
-    report, checkpoint = fake.reports[0]
-    assert report["epoch"] == 2 and report["valid_ll"] == donor.history[-1].valid_ll
-    assert report["session_epochs"] == 0  # nothing trained: the budget counts nothing
-    assert report["copied_from"] == "t_00003" and report["copied_epoch"] == 2
-    assert search.PBT_TIME not in report  # the last report: no copy after it
-    assert checkpoint is not None
-    assert trial_outcome(report, None, space.budget.max_epochs) == ("finished", "")
-
-
-@pytest.mark.slow
-def test_curves_draw_a_population_with_its_copies_and_divergence(
-    diverged_pbt_search: Path, tmp_path: Path
-) -> None:
-    from PIL import Image
-
-    from gansearch.cli import main
-    from gansearch.commands.curves import search_segments
-
-    experiment = diverged_pbt_search / "pbt-diverge"
-    curves = search_segments(experiment, "pbt")
-    assert len(curves) == 4
-    (label,) = [name for name in curves if name.endswith("00001")]
-    diverged, replacement, *_ = curves[label]
-    assert diverged.diverged_at == 3 and [p[0] for p in diverged.points] == [1, 2]
-    donor, epoch = replacement.copied_from
-    assert donor in curves and donor != label and replacement.points[0][0] > epoch
-    lineage = read_results(experiment).set_index("trial_id")["lineage"]
-    copies = sum(len(s) - 1 for s in curves.values())
-    assert copies == sum(len(v.split("; ")) for v in lineage if v)  # one segment per copy
-
-    out = tmp_path / "population.png"
-    assert main(["curves", str(experiment), "--out", str(out)]) == 0
-    assert Image.open(out).size[0] > 600

@@ -22,7 +22,7 @@ from gansearch.cli import main
 from gansearch.experiment import read_results
 from gansearch.tracking import default_tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
 TRIALS = 5
 NAME = "small"

@@ -1,4 +1,6 @@
-"""`gansearch train` end to end on digits, configuration files and overrides, sample grids."""
+"""`gansearch train` (gansearch.commands.train) end to end on digits: resume, zero epochs, the
+best validation epoch evaluated, overrides and configurations refused before training, and
+`train --from` a search's trial."""
 
 from __future__ import annotations
 
@@ -7,154 +9,11 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from gansearch.cli import main
-from gansearch.errors import ConfigError
-from gansearch.figures import HIGHLIGHT, nearest_rows, sample_grid
-from gansearch.train_config import (
-    TrainConfig,
-    apply_overrides,
-    config_keys,
-    config_to_dict,
-    load_config,
-)
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-def write(tmp_path: Path, text: str, name: str = "x.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-def test_shipped_paper_config_is_exactly_the_defaults() -> None:
-    assert load_config(CONFIGS / "mnist_paper.yaml") == TrainConfig()
-    d = TrainConfig()
-    assert (d.generator.units, d.discriminator.units, d.discriminator.pieces) == (
-        (1200, 1200),
-        (240, 240),
-        5,
-    )
-    assert d.discriminator.keep_probs == (0.8, 0.5, 0.5)
-    assert (d.optim.lr_d, d.optim.lr_g, d.optim.lr_decay, d.optim.lr_min) == (
-        0.1,
-        0.1,
-        1.000004,
-        1e-6,
-    )
-
-
-def test_shipped_algorithm1_config_differs_from_the_defaults_only_in_the_update_rule() -> None:
-    literal = load_config(CONFIGS / "mnist_algorithm1.yaml")
-    assert literal == apply_overrides(TrainConfig(), {"optim.update": "alternating"})
-
-
-def test_quick_config_loads() -> None:
-    cfg = load_config(CONFIGS / "digits_quick.yaml")
-    assert cfg.data.name == "digits"
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("optim:\n  lr_x: 0.1\n", r"x\.yaml: optim\.lr_x: unknown key"),
-        ("colour: red\n", r"x\.yaml: colour: unknown key"),
-        ("optim:\n  k: two\n", r"x\.yaml: optim\.k: must be an integer, got 'two'"),
-        ("optim:\n  k: 1.5\n", r"x\.yaml: optim\.k: must be an integer"),
-        ("optim:\n  lr_d: true\n", r"x\.yaml: optim\.lr_d: must be a number"),
-        ("generator:\n  units: 1200\n", r"x\.yaml: generator\.units: must be a list of"),
-        ("optim:\n  k: 0\n", r"x\.yaml: optim\.k: must be >= 1, got 0"),
-        (
-            "discriminator:\n  keep_probs: [1.5, 0.5, 0.5]\n",
-            r"x\.yaml: discriminator\.keep_probs\[0\]: must be in \(0, 1\], got 1\.5",
-        ),
-        ("discriminator:\n  keep_probs: [0.8, 0.5]\n", r"discriminator\.keep_probs: needs 3"),
-        ("optim: 3\n", r"x\.yaml: optim: must be a mapping"),
-        ("optim: {g_loss: wasserstein}\n", r"optim\.g_loss: must be one of"),
-        ("optim: {update: sequential}\n", r"x\.yaml: optim\.update: must be one of"),
-        ("optim:\n  lr_d: [0.1\n", r"x\.yaml: YAML syntax error"),
-    ],
-)
-def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        load_config(write(tmp_path, text))
-
-
-def test_missing_config_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nope\.yaml: no such file"):
-        load_config(tmp_path / "nope.yaml")
-
-
-def test_exponent_floats_without_dot_are_numbers(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, "optim:\n  lr_min: 1e-5\n  lr_d: 5e-2\n"))
-    assert (cfg.optim.lr_min, cfg.optim.lr_d) == (1e-5, 0.05)
-
-
-def test_overrides_by_dotted_key_are_validated() -> None:
-    base = TrainConfig()
-    cfg = apply_overrides(
-        base,
-        {"optim.lr_d": 0.05, "discriminator.units": [100], "discriminator.keep_probs": [0.9, 0.5]},
-    )
-    assert cfg.optim.lr_d == 0.05 and cfg.discriminator.units == (100,)
-    assert base.optim.lr_d == 0.1  # the original is untouched (frozen)
-    with pytest.raises(ConfigError, match=r"search: optim\.lr_q: unknown key"):
-        apply_overrides(base, {"optim.lr_q": 1.0}, source="search")
-    with pytest.raises(ConfigError, match=r"optim\.k: must be >= 1"):
-        apply_overrides(base, {"optim.k": 0})
-    with pytest.raises(ConfigError, match=r"discriminator\.keep_probs: needs 2"):
-        apply_overrides(base, {"discriminator.units": [100]})
-
-
-def test_config_keys_lists_every_leaf_and_each_round_trips() -> None:
-    keys = config_keys()
-    assert {"optim.lr_d", "optim.k", "discriminator.units", "generator.noise", "seed"} <= set(keys)
-    assert "optim" not in keys
-    base = TrainConfig()
-    flat = {}
-    for key in keys:
-        node = config_to_dict(base)
-        for part in key.split("."):
-            node = node[part]
-        flat[key] = node
-    assert apply_overrides(base, flat) == base
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def test_sample_grid_png_with_nearest_training_examples(tmp_path: Path) -> None:
-    r = np.random.default_rng(0)
-    train = r.random((30, 16)).astype(np.float32)
-    samples = train[[3, 7, 11, 5, 2, 9]] + 0.01  # nearest neighbours are known
-    assert nearest_rows(samples, train, block=7).tolist() == [3, 7, 11, 5, 2, 9]
-    path = sample_grid(samples, (4, 4), train, rows=2, cols=3, path=tmp_path / "g.png", scale=1)
-    image = np.asarray(Image.open(path))
-    # 2 rows of 8-px cells; 3 sample columns + a gap of 4 + a neighbour column.
-    assert image.shape == (2 * 8, 4 * 8 + 4, 3)
-    assert (image == np.array(HIGHLIGHT, dtype=np.uint8)).all(axis=2).sum() > 0
-    assert not (image[:, : 3 * 8] == np.array(HIGHLIGHT, dtype=np.uint8)).all(axis=2).any()
-
-
-# ----------------------------------------------------------------------------- the command
-
-TINY_DIGITS = """
-data: {name: digits}
-generator: {noise_dim: 8, units: [32], init_range: 0.1}
-discriminator: {units: [16], pieces: 5, keep_probs: [0.8, 0.5], init_range: 0.05}
-optim: {batch_size: 50}
-eval: {every: 2, samples: 300, n_valid: 100, final_samples: 500, final_n_valid: null,
-       grid_rows: 4, grid_cols: 4}
-"""
+from tests.support.train_configs import TINY_DIGITS, write
 
 
 def test_train_command_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
@@ -276,52 +135,6 @@ def test_bad_config_fails_before_training(tmp_path: Path, capsys) -> None:
     assert rc == 2
     assert "x.yaml: discriminator.keep_probs[0]: must be in (0, 1], got 1.5" in err
     assert not out.exists()
-
-
-def test_evaluate_and_curves_commands_on_kept_checkpoints(tmp_path: Path, capsys) -> None:
-    """keep_checkpoints keeps every evaluated epoch; `evaluate` scores them on both grids with
-    seeded samples, as a direct Parzen evaluation does; `curves` draws the run."""
-    from gansearch.data import load_dataset
-    from gansearch.parzen import FINE_SIGMAS, ParzenConfig, evaluate
-    from gansearch.trainer import Trainer
-
-    out = tmp_path / "run"
-    cfg = write(tmp_path, TINY_DIGITS, name="quick.yaml")
-    args = ["train", "--config", str(cfg), "--epochs", "4", "--out", str(out)]
-    assert main([*args, "--set", "eval.keep_checkpoints=true"]) == 0
-    kept = sorted(p.name for p in out.glob("epoch-*.pt"))
-    assert kept == ["epoch-0002.pt", "epoch-0004.pt"]  # eval.every is 2
-    capsys.readouterr()
-
-    table = tmp_path / "eval.csv"
-    checkpoint = out / "epoch-0002.pt"
-    rc = main(["evaluate", str(checkpoint), "--seed", "3", "--no-quality", "--csv", str(table)])
-    assert rc == 0
-    assert "epoch 2  seed 3  released grid (10): sigma" in capsys.readouterr().out
-    rows = pd.read_csv(table)
-    assert list(rows["grid"]) == ["released", "fine"] and list(rows["grid_size"]) == [10, 101]
-    digits = load_dataset("digits")
-    trainer = Trainer.from_checkpoint(checkpoint, digits)
-    samples = trainer.sample(500, rng=torch.Generator().manual_seed(3))
-    grids = (trainer.config.eval.sigmas, FINE_SIGMAS)
-    for row, sigmas in zip(rows.to_dict("records"), grids, strict=True):
-        direct = evaluate(samples, digits.valid, digits.test, ParzenConfig(sigmas=sigmas))
-        assert row["sigma"] == pytest.approx(direct.sigma)
-        assert row["test_ll"] == pytest.approx(direct.test_mean, rel=1e-9)
-        assert row["valid_ll"] == pytest.approx(direct.valid_mean, rel=1e-9)
-
-    png = tmp_path / "curves.png"
-    assert main(["curves", str(out), "--out", str(png), "--reference", "real data=20"]) == 0
-    assert Image.open(png).size[0] > 400
-    assert main(["curves", str(out), "--out", str(png), "--reference", "twenty"]) == 2
-    assert "expected LABEL=NUMBER" in capsys.readouterr().err
-    assert main(["curves", str(tmp_path), "--out", str(png)]) == 2
-    assert main(["evaluate", str(tmp_path / "nope.pt")]) == 2
-    assert "no such checkpoint" in capsys.readouterr().err
-    assert main(["evaluate", str(checkpoint), "--set", "generator.units=[8]"]) == 2
-    assert "only eval.* settings" in capsys.readouterr().err
-    rc = main(["evaluate", str(checkpoint), "--no-quality", "--set", "eval.final_samples=50"])
-    assert rc == 0 and "epoch 2  seed 0  released grid (10)" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- train --from

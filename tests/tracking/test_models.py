@@ -1,5 +1,6 @@
-"""The best generators as MLflow models: logged by the report, registered, loadable with MLflow
-and PyTorch alone, and sampled by `gansearch sample` exactly as the report sampled them."""
+"""The best generators as MLflow models (gansearch.tracking.models): logged by the report,
+registered, loadable with MLflow and PyTorch alone, and found and sampled by `gansearch sample`
+exactly as the report sampled them."""
 
 from __future__ import annotations
 
