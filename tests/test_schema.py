@@ -234,6 +234,23 @@ def test_the_space_schema_refuses_what_the_loader_refuses():
             build(SpaceFile, bad, "", "s.yaml")
 
 
+def test_the_space_schema_leaves_out_what_other_sections_own():
+    schema = space_schema()
+    good = {
+        "dataset": {"name": "digits"},
+        "params": {"optim.k": {"distribution": "int", "low": 1, "high": 3}},
+    }
+    jsonschema.validate({**good, "trainer": {"eval": {"quality": True}, "seed": 3}}, schema)
+    for owned in (
+        {"epochs": 5},
+        {"data": {"name": "mnist"}},
+        {"eval": {"every": 2}},
+        {"eval": {"n_valid": 10}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**good, "trainer": owned}, schema)
+
+
 # ----------------------------------------------------------------------------- bounded YAML
 # Files crafted (or mistyped) to exhaust memory, and values too long to quote, get a clear
 # message, a non-zero exit and no traceback, before anything large is built.

@@ -3,6 +3,7 @@ SearchSpace that gathers them; gansearch.space.rules checks what spans sections.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -251,8 +252,26 @@ class SpaceFile:
 
 
 def space_schema() -> dict[str, Any]:
-    """The JSON Schema of a search-space file (each field's type, choices and bounds)."""
-    return json_schema(SpaceFile, "gansearch search space")
+    """The JSON Schema of a search-space file (each field's type, choices and bounds). Its
+    `trainer` is a training configuration less the settings other sections own (OWNED)."""
+    schema = json_schema(SpaceFile, "gansearch search space")
+    defs = schema["$defs"]
+    trainer = copy.deepcopy(defs["TrainConfig"])
+    for owned in OWNED:
+        part, _, leaf = owned.partition(".")
+        if not leaf:
+            del trainer["properties"][part]
+            continue
+        section = copy.deepcopy(defs[trainer["properties"][part]["$ref"].rsplit("/", 1)[-1]])
+        del section["properties"][leaf]
+        name = section["title"] = "Space" + section["title"].removeprefix("Space")
+        defs[name] = section
+        trainer["properties"][part] = {"$ref": f"#/$defs/{name}"}
+    trainer["title"] = "SpaceTrainConfig"
+    defs["SpaceTrainConfig"] = trainer
+    schema["properties"]["trainer"]["$ref"] = "#/$defs/SpaceTrainConfig"
+    del defs["TrainConfig"], defs["EvalConfig"]  # referenced only by the trainer replaced above
+    return schema
 
 
 @dataclass(frozen=True)
