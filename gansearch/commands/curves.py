@@ -9,7 +9,9 @@ Parzen log-likelihood with its standard error and, where the run measured it, FI
 one line per run, each run's best validation epoch circled. An experiment directory of
 `gansearch run` (it may still be running) is drawn from its report log, one line per trial, with
 the copies of population-based training marked where a trial took another's networks and
-divergences crossed; train runs given beside it are drawn as references.
+divergences crossed; train runs given beside it are drawn as references. A CSV written by
+`gansearch evaluate --csv` (checkpoints of a run evaluated afterwards, e.g. every 10th epoch) is
+drawn like a train run from its released-grid rows, averaged over seeds at each epoch.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "runs",
         nargs="+",
         type=Path,
-        help="output directories of gansearch train, or experiment directories of gansearch run",
+        help="output directories of gansearch train, experiment directories of gansearch run, "
+        "or CSV files written by gansearch evaluate --csv",
     )
     add_figure_options(parser, "learning curves", "on the log-likelihood panel, e.g. 'paper=225'")
 
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     for label, directory in zip(labels, args.runs, strict=True):
         if (directory / REPORTS_FILE).is_file():
             trials.update(search_segments(directory, label))
+        elif directory.suffix == ".csv" and directory.is_file():
+            histories[label] = evaluation_history(directory)
         else:
             histories[label] = train_history(directory)
     if trials:
@@ -108,6 +113,42 @@ def train_history(directory: Path) -> list[Any]:
         return [EpochMetrics(**m) for m in state["history"]]
     except Exception as exc:  # a truncated or foreign file
         raise UsageError(f"{path}: cannot read its history ({type(exc).__name__})") from None
+
+
+def evaluation_history(path: Path) -> list[Any]:
+    """A `gansearch evaluate --csv` file as an EpochMetrics history: each epoch's released-grid
+    rows, averaged over seeds (the file holds no training statistics: those are NaN)."""
+    import pandas as pd
+
+    from gansearch.errors import UsageError
+    from gansearch.trainer import EpochMetrics
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read it as CSV ({exc})") from None
+    missing = {"epoch", "valid_ll"} - set(table.columns)
+    if missing:
+        raise UsageError(
+            f"{path}: not a gansearch evaluate CSV (no column {', '.join(sorted(missing))})"
+        )
+    if "grid" in table.columns:
+        table = table[table["grid"] == "released"]
+    optional = [c for c in ("valid_se", "sigma", "fid") if c in table.columns]
+    means = table.groupby("epoch")[["valid_ll", *optional]].mean().reset_index()
+    nan = math.nan
+    return [
+        EpochMetrics(
+            epoch=int(row["epoch"]),
+            **dict.fromkeys(("d_loss", "g_loss", "d_real", "d_fake", "lr_d", "lr_g"), nan),
+            momentum=nan,
+            d_steps=0,
+            g_steps=0,
+            seconds=0.0,
+            **{c: None if pd.isna(row[c]) else float(row[c]) for c in ["valid_ll", *optional]},
+        )
+        for row in means.to_dict("records")
+    ]
 
 
 def search_segments(experiment_dir: Path, label: str) -> dict[str, list[Segment]]:
