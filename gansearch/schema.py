@@ -22,7 +22,6 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
@@ -32,6 +31,7 @@ import yaml
 from pydantic import Strict
 
 from gansearch.errors import ConfigError
+from gansearch.inputs import read_bounded
 
 T = TypeVar("T")
 
@@ -62,23 +62,16 @@ MAX_MESSAGE = 600  # characters of an error message: values in it are cut short
 def read_yaml(path: str | os.PathLike[str]) -> Any:
     """Parse a YAML file; a missing file or a syntax error is a ConfigError naming the file.
 
-    A file over 1 MiB, or one whose aliases expand to more than 100,000 values, is refused
+    Only a regular file is read (a device or a FIFO would never end, or never begin), and no
+    more than 1 MiB of it; a file whose aliases expand to more than 100,000 values is refused
     before anything walks it.
     """
     source = str(path)
+    raw = read_bounded(path, MAX_YAML_BYTES, "a configuration", ConfigError)
     try:
-        size = Path(path).stat().st_size
-        if size > MAX_YAML_BYTES:
-            fail(source, "", f"{size:,} bytes: too large for a configuration (at most 1 MiB)")
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a directory, not a YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{source}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
     try:
         data = yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

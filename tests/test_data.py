@@ -137,6 +137,25 @@ def test_a_flipped_float_in_the_cache_is_caught_and_rebuilt(mnist_copy, capsys):
     np.testing.assert_array_equal(again.test, expected)
 
 
+def test_a_pixel_changed_within_range_in_the_cache_fails_its_checksum(mnist_copy, capsys):
+    expected = np.array(load_dataset("mnist", mnist_copy).test)
+    path = _cached_entry(mnist_copy) / "test_images.arrow"
+    raw = bytearray(path.read_bytes())
+    pixel = np.float32(expected.reshape(-1)[expected.reshape(-1) > 0][0])
+    body = raw.index(pixel.tobytes())
+    raw[body : body + 4] = np.float32(0.5 if pixel != 0.5 else 0.25).tobytes()  # still a pixel
+    path.write_bytes(bytes(raw))
+    again = load_dataset("mnist", mnist_copy)
+    err = capsys.readouterr().err
+    assert f"rebuilding unreadable cache {path.parent}" in err
+    assert "test_images: its bytes changed since the cache was written (checksum)" in err
+    assert err.count("\n") == 1
+    np.testing.assert_array_equal(again.test, expected)
+    capsys.readouterr()
+    load_dataset("mnist", mnist_copy)  # the rebuilt entry passes
+    assert capsys.readouterr().err == ""
+
+
 def test_changed_shape_metadata_in_the_cache_is_caught_and_rebuilt(mnist_copy, capsys):
     expected = np.array(load_dataset("mnist", mnist_copy).test)
     path = _cached_entry(mnist_copy) / "test_images.arrow"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +24,7 @@ from gansearch.errors import ConfigError
 from gansearch.schema import MAX_MESSAGE, Float, Int, Says, Str, build, read_yaml, replace, settings
 from gansearch.space import Budget, Objective, Resources, Scheduler, SpaceFile, space_schema
 from gansearch.train_config import TrainConfig, config_from_dict, config_keys, config_schema
+from tests.support.guarded_cli import run_guarded
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = {
@@ -299,3 +302,46 @@ def test_a_yaml_file_over_a_mebibyte_is_refused(tmp_path):
     path.write_text("# " + "x" * (1 << 20) + "\n")
     with pytest.raises(ConfigError, match="too large for a configuration"):
         read_yaml(path)
+
+
+# A device never ends and a FIFO never begins: refused for what they are, before reading.
+@pytest.mark.timeout(10)  # the bug this guards against blocks forever in open()
+def test_read_yaml_refuses_a_fifo_at_once(tmp_path):
+    fifo = tmp_path / "space.yaml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(fifo))}: not a regular file \(a FIFO\)$"
+    ):
+        read_yaml(fifo)
+    assert time.monotonic() - started < 1
+
+
+def test_read_yaml_follows_a_link_to_a_file_and_refuses_a_directory(tmp_path):
+    target = tmp_path / "real.yaml"
+    target.write_text("a: 1\n")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(target)
+    assert read_yaml(link) == {"a": 1}
+    with pytest.raises(ConfigError, match=r"not a regular file \(a directory\)"):
+        read_yaml(tmp_path)
+
+
+@pytest.mark.slow  # one child process: importing the commands takes seconds
+def test_a_device_or_fifo_is_refused_as_a_space_or_configuration(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    kinds = {"/dev/zero": "a character device", str(fifo): "a FIFO"}
+    calls = [
+        ["run", "--space", path, "--results-dir", str(tmp_path / "results")] for path in kinds
+    ] + [["train", "--config", path, "--out", str(tmp_path / "out")] for path in kinds]
+    outcomes = run_guarded(
+        calls, ["gansearch.search", "gansearch.space", "gansearch.commands.train"]
+    )
+    for args, outcome in zip(calls, outcomes, strict=True):
+        path = args[2]
+        assert outcome.code == 2, (args, outcome)
+        assert f"{path}: not a regular file ({kinds[path]})" in outcome.err, (args, outcome)
+        assert "Traceback" not in outcome.err
+        assert outcome.seconds < 1, (args, outcome)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import numpy as np
 from gansearch.data import DATASETS, load_dataset
 from gansearch.data.tfd import N_FOLDS
 from gansearch.errors import UsageError
+from gansearch.inputs import open_regular
 from gansearch.parzen import ParzenConfig, ParzenResult, check_samples, evaluate_folds
 
 
@@ -46,29 +48,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_samples(path: Path) -> np.ndarray:
-    """A .npy array of samples; UsageError for a missing or unreadable file, or one whose header
-    declares more data than it holds (checked before anything is allocated)."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    try:
-        with path.open("rb") as f:
+    """A .npy array of samples; UsageError for a missing or unreadable file, one that is not a
+    regular file (a device or a FIFO never ends), or one whose header declares more data than it
+    holds (checked before anything is allocated; no more than the header declares is read)."""
+    with open_regular(path, UsageError) as f:
+        try:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 shape, _, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(f)
             declared = math.prod(shape) * dtype.itemsize
-            held = path.stat().st_size - f.tell()
-        if dtype.hasobject:
-            raise UsageError(f"{path}: holds Python objects, not numbers")
-        if declared != held:
-            raise UsageError(
-                f"{path}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
-                f"the file holds {held:,}: truncated or not a plain .npy array"
-            )
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UsageError(f"{path}: not a readable .npy array ({exc})") from exc
+            held = os.fstat(f.fileno()).st_size - f.tell()
+            if dtype.hasobject:
+                raise UsageError(f"{path}: holds Python objects, not numbers")
+            if declared != held:
+                raise UsageError(
+                    f"{path}: its header declares shape {shape} of {dtype} ({declared:,} bytes) "
+                    f"but the file holds {held:,}: truncated or not a plain .npy array"
+                )
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"{path}: not a readable .npy array ({exc})") from exc
 
 
 def print_result(label: str, result: ParzenResult, config: ParzenConfig) -> None:

@@ -10,9 +10,12 @@ by `search_run_tags` and `trial_run_tags`, for every module that creates runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import shlex
+import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -126,6 +129,67 @@ def _failure(uri: str, exc: Exception) -> TrackingError:
     return TrackingError(f"MLflow tracking store {uri}: {first_line(exc)}")
 
 
+_LEFTOVER_PREFIX = "_alembic_tmp_"  # the copy of a table that Alembic's SQLite migrations build
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+def _half_created(db: Path) -> TrackingError | None:
+    """What to do about an MLflow SQLite store that a killed process left with a migration half
+    done (a leftover `_alembic_tmp_*` table makes every later migration fail), or None when `db`
+    holds no such table.
+
+    A leftover is Alembic's copy of a table being rebuilt: safe to drop while the table itself
+    still holds every row, the only copy once the table was dropped (and maybe recreated empty).
+    """
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        ) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+
+            def rows(table: str) -> int:
+                if table not in tables:
+                    return 0
+                return connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+
+            leftovers = sorted(t for t in tables if t.startswith(_LEFTOVER_PREFIX))
+            runs = max(rows("runs"), rows(_LEFTOVER_PREFIX + "runs"))
+            only_copies = [t for t in leftovers if rows(t) > rows(t[len(_LEFTOVER_PREFIX) :])]
+    except sqlite3.Error:
+        return None
+    if not leftovers:
+        return None
+    path = shlex.quote(str(db))
+    what = (
+        f"MLflow tracking store {db} was left half-built by a run stopped while MLflow was "
+        f"creating or upgrading its tables (leftover table {', '.join(leftovers)})"
+    )
+    if not runs:
+        return TrackingError(
+            f"{what}. It holds no runs yet: remove it (rm {path}) and run again; if another "
+            "gansearch command is creating this store right now, wait for it to start instead"
+        )
+    held = f"It holds {runs} run{'s' if runs != 1 else ''}"
+    if only_copies:
+        return TrackingError(
+            f"{what}. {held}, and {', '.join(only_copies)} holds rows its table lacks: do not "
+            f"drop it. Back the file up (cp {path} {path}.bak) before repairing it by hand, or "
+            f"move it aside (mv {path} {path}.broken) to start a new store"
+        )
+    drops = " ".join(f"DROP TABLE {t};" for t in leftovers)
+    return TrackingError(
+        f"{what}. {held}, and the leftover only copies rows its table still holds: back the "
+        f"file up (cp {path} {path}.bak), drop the leftover (sqlite3 {path} '{drops}') and run "
+        "again"
+    )
+
+
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -156,7 +220,8 @@ class TrackingStore:
         except TrackingError:
             raise
         except Exception as exc:
-            raise _failure(uri, exc) from None
+            leftover = _half_created(db) if (db := _sqlite_path(uri)) else None
+            raise leftover or _failure(uri, exc) from None
         finally:
             for logger, level in zip(quiet, levels, strict=True):
                 logger.setLevel(level)

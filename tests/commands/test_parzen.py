@@ -5,15 +5,20 @@ refused before anything large is built."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 
 import numpy as np
 import pytest
 import scipy.io
 
 from gansearch.cli import main
+from gansearch.commands.parzen import load_samples
 from gansearch.data import load_dataset
+from gansearch.errors import UsageError
 from gansearch.parzen import ParzenConfig, evaluate
+from tests.support.guarded_cli import run_guarded
 
 
 @pytest.fixture
@@ -135,3 +140,38 @@ def test_samples_that_match_only_by_element_count_are_refused(tmp_path, capsys):
     np.save(path, load_dataset("digits").train[:200].reshape(-1, 4, 16))
     assert main(["parzen", "--samples", str(path), "--dataset", "digits"]) == 2
     assert "samples have shape (200, 4, 16); expected (n, 64) or (n, 8, 8)" in _err(capsys)
+
+
+# A device never ends and a FIFO never begins: refused for what they are, before reading.
+@pytest.mark.timeout(10)  # the bug this guards against blocks forever in open()
+def test_a_fifo_as_samples_is_refused_at_once(tmp_path, capsys):
+    fifo = tmp_path / "samples.npy"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=r"samples\.npy: not a regular file \(a FIFO\)$"):
+        load_samples(fifo)
+    assert time.monotonic() - started < 1
+    assert main(["parzen", "--samples", str(fifo), "--dataset", "digits"]) == 2
+    assert f"gansearch parzen: error: {fifo}: not a regular file (a FIFO)" in _err(capsys)
+
+
+def test_samples_through_a_link_are_read(samples, tmp_path, capsys):
+    link = tmp_path / "link.npy"
+    link.symlink_to(samples)
+    assert main(["parzen", "--samples", str(link), "--dataset", "digits", "--sigma", "0.3"]) == 0
+    assert "test log-likelihood:" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # one child process: importing the commands takes seconds
+def test_a_device_or_fifo_as_samples_is_refused(tmp_path):
+    fifo = tmp_path / "fifo.npy"
+    os.mkfifo(fifo)
+    kinds = {"/dev/zero": "a character device", str(fifo): "a FIFO"}
+    calls = [["parzen", "--samples", path, "--dataset", "digits"] for path in kinds]
+    for (path, kind), outcome in zip(
+        kinds.items(), run_guarded(calls, ["gansearch.commands.parzen"]), strict=True
+    ):
+        assert outcome.code == 2, (path, outcome)
+        assert f"gansearch parzen: error: {path}: not a regular file ({kind})" in outcome.err
+        assert "Traceback" not in outcome.err
+        assert outcome.seconds < 1, (path, outcome)
