@@ -18,6 +18,7 @@ through the functions here, never by file name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -33,9 +34,22 @@ from typing import Any
 
 import pandas as pd
 
-from gansearch.errors import UsageError
-from gansearch.files import append_jsonl, atomic_path, read_jsonl, write_text
+from gansearch.errors import ConfigError, UsageError
+from gansearch.files import (
+    NO_FOLLOW,
+    append_jsonl,
+    atomic_path,
+    foreign_owner,
+    foreign_writer,
+    read_jsonl,
+    refused_link,
+    user_name,
+    write_bytes,
+    write_text,
+)
+from gansearch.inputs import read_bounded
 from gansearch.outcomes import UNUSABLE
+from gansearch.schema import MAX_YAML_BYTES
 
 SPACE_COPY = "search_space.yaml"
 META_FILE = "gansearch.json"
@@ -44,6 +58,8 @@ TRIALS_FILE = "trials.jsonl"
 RESULTS_FILE = "results.parquet"
 LOCK_FILE = ".gansearch.lock"
 DRIVER_LOG = "driver.log"  # Ray's and Optuna's messages during a search
+# Written in place (not replaced whole), so never through a link: refused when one is a link.
+IN_PLACE_FILES = (LOCK_FILE, DRIVER_LOG, REPORTS_FILE, TRIALS_FILE)
 CHECKPOINT_FILE = "trainer.pt"  # a trial's trainer state inside each of its Tune checkpoints
 # An experiment's name is one path component: it cannot leave the results directory.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -76,7 +92,9 @@ def save_setup(
     """Store what a search starts with: a copy of its space file, the budget in force (the
     file's with the command line's changes), its MLflow tracking URI and its Optuna storage."""
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    write_text(experiment_dir / SPACE_COPY, Path(space_file).read_text())
+    # Read once more, bounded: the file may have been swapped for a device or a FIFO since.
+    text = read_bounded(space_file, MAX_YAML_BYTES, "a search space", ConfigError)
+    write_bytes(experiment_dir / SPACE_COPY, text)
     meta = {
         "budget": dict(budget),
         "tracking_uri": tracking_uri,
@@ -310,35 +328,28 @@ def experiment_lock(experiment_dir: Path, say: Any = None) -> Iterator[None]:
     so a lock file left by a dead process is only reported, never in the way. A second process
     gets a UsageError that names the holder. The file is removed on release, and with it the
     directories the lock created if they hold nothing else (a run that failed before starting).
+
+    Before anything is written, the directory must be this user's and writable by nobody else
+    (_check_own_directory), and the files written there in place (the lock, the logs) must not
+    be symbolic links: a directory someone else made in a shared results directory could
+    otherwise aim gansearch's writes at any file of the user's.
     """
     experiment_dir = Path(experiment_dir)
     created = [d for d in (experiment_dir, *experiment_dir.parents) if not d.exists()]
-    path = experiment_dir / LOCK_FILE
-    while True:
-        try:
-            experiment_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise UsageError(
-                f"{experiment_dir}: cannot write there ({exc.strerror or type(exc).__name__}): "
-                "choose a --results-dir you can write to"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe_holder(_read_holder(fd))
-            os.close(fd)
-            raise UsageError(
-                f"{experiment_dir} is in use by another gansearch process ({holder}): wait for "
-                "it to end, or stop it (Ctrl-C) and resume"
-            ) from None
-        try:  # the file may have been removed by a holder that released it meanwhile
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        dir_fd = os.open(experiment_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(
+            f"{experiment_dir}: cannot write there ({exc.strerror or type(exc).__name__}): "
+            "choose a --results-dir you can write to"
+        ) from None
+    try:
+        _check_own_directory(experiment_dir, dir_fd)
+        fd = _take_lock(experiment_dir, dir_fd)
+    except BaseException:
+        os.close(dir_fd)
+        raise
     try:
         stale = _read_holder(fd)
         if stale and say is not None:
@@ -355,11 +366,77 @@ def experiment_lock(experiment_dir: Path, say: Any = None) -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(OSError):
-            path.unlink()
+            os.unlink(LOCK_FILE, dir_fd=dir_fd)
         os.close(fd)
+        os.close(dir_fd)
         with contextlib.suppress(OSError):
             for directory in created:  # innermost first; only empty ones: nothing started there
                 directory.rmdir()
+
+
+def _check_own_directory(experiment_dir: Path, dir_fd: int) -> None:
+    """Refuse to write into an experiment directory (`dir_fd`, opened) that is not this user's
+    or that its group or other users can write (they could plant links or state there), or
+    whose lock or logs are symbolic links: a UsageError naming the path and why."""
+    link = os.lstat(experiment_dir)
+    if stat.S_ISLNK(link.st_mode) and foreign_owner(link):
+        why = f"is a symbolic link of user {user_name(link.st_uid)}, not yours"
+        _foreign_directory(experiment_dir, why)
+    if why := foreign_writer(os.fstat(dir_fd)):
+        _foreign_directory(experiment_dir, why)
+    for name in IN_PLACE_FILES:
+        try:
+            entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(entry.st_mode):
+            raise UsageError(refused_link(experiment_dir / name))
+
+
+def _foreign_directory(experiment_dir: Path, why: str) -> None:
+    fix = ""
+    if why.startswith("can be written"):
+        fix = f" (if you trust what is in it: chmod -R go-w {experiment_dir})"
+    raise UsageError(
+        f"{experiment_dir} {why}{fix}; gansearch writes only into an experiment directory that "
+        "nobody else can write: choose another --name or --results-dir"
+    )
+
+
+def _take_lock(experiment_dir: Path, dir_fd: int) -> int:
+    """The lock file, opened (never through a link) and locked by this process."""
+    path = experiment_dir / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | NO_FOLLOW, 0o644, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageError(refused_link(path)) from None
+            raise UsageError(
+                f"{experiment_dir}: cannot write there ({exc.strerror or type(exc).__name__}): "
+                "choose a --results-dir you can write to"
+            ) from None
+        info = os.fstat(fd)
+        why = "is not a regular file" if not stat.S_ISREG(info.st_mode) else foreign_owner(info)
+        if why:
+            os.close(fd)
+            raise UsageError(f"{path} {why}: remove it, then start again")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(_read_holder(fd))
+            os.close(fd)
+            raise UsageError(
+                f"{experiment_dir} is in use by another gansearch process ({holder}): wait for "
+                "it to end, or stop it (Ctrl-C) and resume"
+            ) from None
+        try:  # the file may have been removed by a holder that released it meanwhile
+            same = info.st_ino == os.stat(LOCK_FILE, dir_fd=dir_fd, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
@@ -404,29 +481,25 @@ def check_trusted(experiment_dir: Path, option: str = "--resume") -> None:
     experiment must belong to this user, be writable by nobody else, and symbolic links must
     point at such files.
     """
-    uid = os.getuid()
     entries = [Path(experiment_dir)]
     for root, dirs, files in os.walk(experiment_dir):
         entries += [Path(root) / name for name in (*dirs, *files)]
     for path in entries:
         entry = path.lstat()
-        if entry.st_uid != uid:
-            _untrusted(option, path, f"belongs to user {_user(entry.st_uid)}, not to you")
+        if why := foreign_owner(entry):
+            _untrusted(option, path, why)
         if stat.S_ISLNK(entry.st_mode):
             try:
                 entry = path.stat()
             except OSError:
                 _untrusted(option, path, "is a broken symbolic link")
-            if entry.st_uid != uid:
+            if foreign_owner(entry):
                 _untrusted(option, path, "links to a file that is not yours")
-        if entry.st_mode & 0o022:
-            groups = [("its group", 0o020), ("other users", 0o002)]
-            who = " and ".join(name for name, bit in groups if entry.st_mode & bit)
+        if why := foreign_writer(entry):
             _untrusted(
                 option,
                 path,
-                f"can be written by {who} (if you trust what is in it: chmod -R go-w "
-                f"{experiment_dir})",
+                f"{why} (if you trust what is in it: chmod -R go-w {experiment_dir})",
             )
 
 
@@ -435,12 +508,3 @@ def _untrusted(option: str, path: Path, why: str) -> None:
         f"{option}: {path} {why}. A search resumes from Ray's pickled state, which runs code: "
         "gansearch resumes only an experiment that nobody else could have written"
     )
-
-
-def _user(uid: int) -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return str(uid)

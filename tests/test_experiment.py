@@ -13,10 +13,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gansearch import experiment as experiment_module
+from gansearch import files
 from gansearch.cli import main
 from gansearch.errors import UsageError
 from gansearch.experiment import (
+    DRIVER_LOG,
+    IN_PLACE_FILES,
     LOCK_FILE,
+    REPORTS_FILE,
+    TRIALS_FILE,
+    append_report,
+    append_trial_end,
     check_name,
     check_trusted,
     experiment_lock,
@@ -149,11 +157,11 @@ def test_check_trusted_accepts_own_files_and_refuses_links_out(tmp_path):
         check_trusted(experiment)
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="changing a file's owner needs root")
-def test_check_trusted_refuses_files_of_another_user(tmp_path):
+def test_check_trusted_refuses_files_of_another_user(tmp_path, monkeypatch):
     experiment = _fake_experiment(tmp_path, tmp_path / "marker")
-    os.chown(experiment / "tuner.pkl", 65534, 65534)
-    with pytest.raises(UsageError, match=r"tuner.pkl belongs to user \w+, not to you"):
+    monkeypatch.setattr(files, "current_uid", lambda: os.getuid() + 4242)  # someone else's now
+    owner = files.user_name(os.getuid())
+    with pytest.raises(UsageError, match=rf"{experiment} belongs to user {owner}, not to you"):
         check_trusted(experiment)
 
 
@@ -163,6 +171,129 @@ def test_files_of_a_search_are_written_without_group_or_other_write(tmp_path):
         (tmp_path / "d").mkdir()
     assert (tmp_path / "f").stat().st_mode & 0o022 == 0
     assert (tmp_path / "d").stat().st_mode & 0o022 == 0
+
+
+# --------------------------------------------------------------------------- no writes elsewhere
+
+
+def _planted(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """An experiment directory whose file `name` is a link to a file of the user's."""
+    experiment = tmp_path / "small"
+    experiment.mkdir(mode=0o755)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (experiment / name).symlink_to(victim)
+    return experiment, victim
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """A search or report that gets past the experiment directory's checks fails at once,
+    instead of starting Ray or evaluating: a missing refusal fails the test quickly."""
+    import gansearch.report
+    import gansearch.search.driver
+
+    def started(*args, **kwargs):
+        raise AssertionError("the command went past the experiment directory's checks")
+
+    monkeypatch.setattr(gansearch.search.driver, "_run_locked", started)
+    monkeypatch.setattr(gansearch.report, "make_report", started)
+
+
+@pytest.mark.parametrize("name", IN_PLACE_FILES)
+def test_a_linked_lock_or_log_refuses_the_lock_and_leaves_the_target(tmp_path, name):
+    experiment, victim = _planted(tmp_path, name)
+    with pytest.raises(UsageError, match=rf"{experiment / name} is a symbolic link \(to {victim}"):
+        with experiment_lock(experiment):
+            pass
+    assert victim.read_text() == "precious" and (experiment / name).is_symlink()
+    assert sorted(p.name for p in experiment.iterdir()) == [name]
+
+
+def test_a_lock_file_linked_after_the_check_is_still_not_followed(tmp_path, monkeypatch):
+    experiment, victim = _planted(tmp_path, LOCK_FILE)
+    monkeypatch.setattr(experiment_module, "_check_own_directory", lambda *args: None)
+    with pytest.raises(UsageError, match=rf"{experiment / LOCK_FILE} is a symbolic link"):
+        with experiment_lock(experiment):
+            pass
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "report"])
+@pytest.mark.parametrize("name", [LOCK_FILE, DRIVER_LOG])
+def test_run_resume_and_report_refuse_a_linked_lock_or_log(
+    tmp_path, capsys, no_work, command, name
+):
+    experiment, victim = _planted(tmp_path, name)
+    (experiment / "results.parquet").write_bytes(b"")  # report looks for a finished search
+    if command == "report":
+        args = ["report", "--results-dir", str(tmp_path), "--experiment", "small"]
+    else:
+        args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+        args += ["--resume"] if command == "resume" else []
+    assert main(args) == 2
+    err = _err(capsys)
+    assert f"{experiment / name} is a symbolic link (to {victim})" in err
+    assert "remove the link (the file it points at was not changed)" in err
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in experiment.iterdir()) == sorted([name, "results.parquet"])
+
+
+@pytest.mark.parametrize(
+    ("name", "append"),
+    [
+        (REPORTS_FILE, lambda d: append_report(d, "t1", {"epoch": 1})),
+        (TRIALS_FILE, lambda d: append_trial_end(d, "t1", "ok", "done", 1.0)),
+    ],
+)
+def test_the_report_and_trial_logs_are_never_appended_through_a_link(tmp_path, name, append):
+    experiment, victim = _planted(tmp_path, name)
+    with pytest.raises(UsageError, match=rf"{experiment / name} is a symbolic link"):
+        append(experiment)
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o775, "its group"), (0o757, "other users")])
+@pytest.mark.parametrize("resume", [False, True])
+def test_run_refuses_an_experiment_directory_others_can_write(
+    tmp_path, capsys, no_work, mode, who, resume
+):
+    experiment = tmp_path / "small"
+    experiment.mkdir()
+    experiment.chmod(mode)
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+    assert main([*args, "--resume"] if resume else args) == 2
+    err = _err(capsys)
+    assert f"{experiment} can be written by {who} (if you trust what is in it: chmod" in err
+    assert "gansearch writes only into an experiment directory that nobody else can" in err
+    assert list(experiment.iterdir()) == []  # not even the lock file
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "report"])
+def test_an_experiment_directory_of_another_user_is_refused(
+    tmp_path, capsys, monkeypatch, no_work, command
+):
+    experiment = tmp_path / "small"
+    experiment.mkdir(mode=0o755)
+    (experiment / "results.parquet").write_bytes(b"")
+    monkeypatch.setattr(files, "current_uid", lambda: os.getuid() + 4242)  # someone else's now
+    if command == "report":
+        args = ["report", "--results-dir", str(tmp_path), "--experiment", "small"]
+    else:
+        args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+        args += ["--resume"] if command == "resume" else []
+    assert main(args) == 2
+    err = _err(capsys)
+    assert f"{experiment} belongs to user {files.user_name(os.getuid())}, not to you" in err
+    assert [p.name for p in experiment.iterdir()] == ["results.parquet"]
+
+
+def test_a_new_experiment_directory_passes_its_own_check(tmp_path):
+    directory = tmp_path / "results" / "exp"
+    with experiment_lock(directory):
+        assert directory.stat().st_mode & 0o022 == 0
+        (directory / "kept").write_text("x")
+    assert (directory / "kept").exists()
 
 
 # --------------------------------------------------------------------------- unwritable, damaged
