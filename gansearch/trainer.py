@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 
 from gansearch.data.base import Dataset
 from gansearch.devices import resolve_device
-from gansearch.errors import ConfigError, DivergenceError, GansearchError
+from gansearch.errors import ConfigError, DivergenceError, GansearchError, first_line
 from gansearch.files import atomic_path
 from gansearch.models import Discriminator, Generator, NoiseSpec, generate, marginal_logits
 from gansearch.train_config import (
@@ -513,8 +514,15 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise GansearchError(f"{path}: no such checkpoint") from None
+        except pickle.UnpicklingError:  # torch's own words are a page long
+            raise GansearchError(
+                f"{path}: cannot read checkpoint: torch.load(weights_only=True) refused it "
+                "(garbage, or objects other than tensors and plain data; nothing in it was run)"
+            ) from None
         except Exception as exc:  # a truncated or foreign file
-            raise GansearchError(f"{path}: cannot read checkpoint: {exc}") from None
+            raise GansearchError(f"{path}: cannot read checkpoint: {first_line(exc)}") from None
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise GansearchError(f"{path}: not a gansearch checkpoint (no stored configuration)")
         stored = config_from_dict(state["config"], source=f"{path} (stored config)")
         if config is None:
             config = stored
@@ -527,7 +535,12 @@ class Trainer:
                         f"{', '.join(may_change) or 'none'})"
                     )
         trainer = cls(config, dataset, quality)
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:  # missing or wrong tensors
+            raise GansearchError(
+                f"{path}: not a usable checkpoint ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
         return trainer
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 
@@ -60,27 +61,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the best trials with the paper's protocol and print Table 1."""
     from gansearch.errors import UsageError
-    from gansearch.experiment import experiment_lock, find_experiment
+    from gansearch.experiment import experiment_lock, experiment_path, find_experiment
     from gansearch.report import ReportOptions, format_report, make_report
 
     if args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    experiment_dir = find_experiment(Path(args.results_dir), args.experiment)
-    options = ReportOptions(
-        experiment_dir=experiment_dir,
-        tracking_uri=args.tracking_uri,
-        top=args.top,
-        retrain=args.retrain,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        references=args.references,
-        reference_samples=args.reference_samples,
-        reference_clusters=args.reference_clusters,
-        register=args.register,
-    )
-    with experiment_lock(experiment_dir):  # not while a search or another report writes there
-        report = make_report(options)
+    results_dir = Path(args.results_dir).expanduser()
+    # Not while a search or another report writes there. A search still running holds the
+    # lock and has no results yet: a named experiment is locked before its results are
+    # looked for, so that the holder is named rather than "no finished search" said.
+    named = None
+    if args.experiment is not None:
+        named = experiment_path(results_dir, args.experiment, "--experiment")
+    first = named if named is not None and named.is_dir() else None
+    with nullcontext() if first is None else experiment_lock(first):
+        experiment_dir = find_experiment(results_dir, args.experiment)
+        options = ReportOptions(
+            experiment_dir=experiment_dir,
+            tracking_uri=args.tracking_uri,
+            top=args.top,
+            retrain=args.retrain,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            references=args.references,
+            reference_samples=args.reference_samples,
+            reference_clusters=args.reference_clusters,
+            register=args.register,
+        )
+        with experiment_lock(experiment_dir) if first is None else nullcontext():
+            report = make_report(options)
     print(format_report(report))
     return 0

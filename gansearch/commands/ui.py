@@ -3,6 +3,10 @@
 Starts `mlflow server` (one worker, no job runner: ready in about 20 s instead of 50) in its own
 process group, waits until it answers, prints the address, and stops the whole group on Ctrl-C or
 SIGTERM. When the runs are on a tracking server already, it prints that server's address.
+
+With --experiment naming an experiment directory, the page it opens is that search's MLflow
+experiment, found as `gansearch report` finds it (gansearch.tracking.lookup.find_search: by the
+search id stored in the directory, so a copied or renamed directory finds its search too).
 """
 
 from __future__ import annotations
@@ -93,7 +97,22 @@ def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
             continue
 
 
-def _experiment_url(base: str, name: str | None) -> str:
+def search_experiment_id(uri: str, experiment_dir: Path) -> str | None:
+    """The id of the MLflow experiment that holds the search in `experiment_dir` (its parent
+    run found by find_search, as `gansearch report` finds it), or None."""
+    from gansearch.experiment import stored_search_id
+    from gansearch.tracking import TrackingStore, find_search
+
+    store = TrackingStore.open(uri, experiment_dir.parent)
+    found = find_search(store, experiment_dir, stored_search_id(experiment_dir))
+    return None if found is None else found.experiment_id
+
+
+def _experiment_url(base: str, name: str | None, experiment_id: str | None = None) -> str:
+    """The page to open: the experiment `experiment_id`, else the one named `name`, else the
+    list of experiments."""
+    if experiment_id is not None:
+        return f"{base}/#/experiments/{experiment_id}/runs"
     if name is None:
         return base
     query = urllib.parse.urlencode({"experiment_name": name})
@@ -114,11 +133,11 @@ def run(args: argparse.Namespace) -> int:
     from gansearch.tracking import DB_FILE, is_remote, resolve_tracking_uri
 
     results_dir = Path(args.results_dir).expanduser().resolve()
-    stored = None
+    stored, experiment_dir = None, None
     if args.experiment is not None:
         path = experiment_path(results_dir, args.experiment, "--experiment")
         if (path / META_FILE).exists():  # the search's own store; else the MLflow name alone
-            stored = stored_tracking_uri(path)
+            stored, experiment_dir = stored_tracking_uri(path), path
     uri = resolve_tracking_uri(args.tracking_uri, results_dir, stored)
     if is_remote(uri):
         print(f"the runs are on the MLflow tracking server {uri}: open it in a browser")
@@ -134,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     if not port_is_free(args.port):
         raise UsageError(f"--port {args.port}: something already listens on {HOST}:{args.port}")
+    experiment_id = None
+    if experiment_dir is not None:
+        experiment_id = search_experiment_id(uri, experiment_dir)
 
     log = results_dir / LOG_FILE
     command = [
@@ -168,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         signal.signal(signal.SIGTERM, _raise_interrupt)
         wait_until_ready(process, base, args.start_timeout, log)
-        print(f"MLflow UI: {_experiment_url(base, args.experiment)}", flush=True)
+        print(f"MLflow UI: {_experiment_url(base, args.experiment, experiment_id)}", flush=True)
         print("press Ctrl-C to stop it", file=sys.stderr, flush=True)
         code = process.wait()
         raise GansearchError(f"the MLflow server stopped (exit code {code}); see {log}")

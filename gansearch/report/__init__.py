@@ -3,7 +3,8 @@ paper's rows, written under `<experiment_dir>/report/` and logged to MLflow.
 
     make.py           ReportOptions, Report, make_report, format_report: the whole report
     choose.py         which trials to report (the best, or the Pareto front's first)
-    configuration.py  one configuration's final evaluation, figures, files and MLflow run
+    configuration.py  one configuration's final evaluation, figures, files and MLflow run (or
+                      why it was skipped)
     table.py          Table 1: the paper's rows, ours and the reference rows, and their cells
     pareto.py         a multi-objective search's Pareto front table, Markdown and plot
 
@@ -18,11 +19,14 @@ from gansearch.report.configuration import (
     RETRAINED,
     RETRAINED_BEST,
     Provenance,
+    Skipped,
     interpolations,
     learning_curves,
+    row_or_skipped,
     table_one_row,
 )
 from gansearch.report.make import (
+    TAG_SKIPPED,
     Report,
     ReportOptions,
     format_report,
@@ -55,10 +59,12 @@ __all__ = [
     "RETRAINED",
     "RETRAINED_BEST",
     "TABLE_NAME",
+    "TAG_SKIPPED",
     "Provenance",
     "Report",
     "ReportOptions",
     "ReportRow",
+    "Skipped",
     "best_trials",
     "choose_trials",
     "comparability",
@@ -70,6 +76,7 @@ __all__ = [
     "pareto_table",
     "pareto_trials",
     "reference_note",
+    "row_or_skipped",
     "table_one_row",
     "table1",
     "table1_markdown",

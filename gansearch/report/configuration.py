@@ -8,6 +8,10 @@ front member, whose objectives are its last evaluations; noise from
 first `eval.final_n_valid` validation examples; the mean test log-likelihood with its standard
 error. With `retrain`, a trial that ASHA stopped early is first trained on to the search's epoch
 budget (resuming is exact).
+
+A configuration whose checkpoint cannot be read or evaluated (truncated, foreign or crafted: it
+is loaded with weights_only=True, so it can run no code) is skipped, with the reason, by
+`row_or_skipped`; the other configurations are reported all the same.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gansearch.errors import GansearchError, first_line
 from gansearch.evaluation import final_evaluation, seeded_generator
 from gansearch.experiment import CHECKPOINT_FILE, SPACE_COPY
 from gansearch.report.table import QUALITY_FIELDS, ReportRow, comparability
-from gansearch.tracking import TAG_REPORT_RANK
+from gansearch.tracking import TAG_REPORT_RANK, TrackingError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,6 +87,38 @@ class Provenance:
         elif self.trained < self.max_epochs:
             parts.append("stopped early, not retrained")
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A chosen configuration that the report could not evaluate, and why."""
+
+    rank: int
+    trial_id: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"#{self.rank}, trial {self.trial_id}: {self.reason}"
+
+
+def row_or_skipped(
+    context: ReportContext, rank: int, trial: dict[str, Any], of: int
+) -> ReportRow | Skipped:
+    """`table_one_row`, or what kept it from being reported: a checkpoint that cannot be read
+    or evaluated costs its own configuration, never the rest. A tracking store that fails
+    (TrackingError) still ends the report."""
+    trial_id = str(trial["trial_id"])
+    try:
+        return table_one_row(context, rank, trial, of)
+    except TrackingError:
+        raise
+    except GansearchError as exc:
+        skipped = Skipped(rank, trial_id, first_line(exc))
+        folder = context.out_dir / trial_id
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # nothing was written for it
+        context.say(f"report {rank}/{of}: skipped trial {trial_id}: {skipped.reason}")
+        return skipped
 
 
 def table_one_row(context: ReportContext, rank: int, trial: dict[str, Any], of: int) -> ReportRow:
@@ -278,7 +315,12 @@ def _retrain(
 
     path, best_path = folder / RETRAINED, folder / RETRAINED_BEST
     searched = list(trainer.history)
-    done = Trainer.from_checkpoint(path, dataset) if path.exists() else None
+    done = None
+    if path.exists():
+        try:
+            done = Trainer.from_checkpoint(path, dataset)
+        except GansearchError as exc:
+            say(f"report {rank}: not reusing {path}: {first_line(exc)}")
     if done is not None and done.epoch == max_epochs and done.history[: len(searched)] == searched:
         say(f"report {rank}: reusing {path} ({max_epochs} epochs)")
         trainer = done

@@ -12,6 +12,10 @@ averages that the Parzen estimate rewards. Each reported trial's child run gets 
 and artifacts; the parent run gets Table 1 as Markdown, CSV and Parquet, the hyperparameter
 importances and, for several objectives, the Pareto front. The same files are written under
 `<experiment_dir>/report/`.
+
+A configuration whose checkpoint cannot be read or evaluated is skipped: Table 1's Markdown, the
+printed report and the parent run's `gansearch.report_skipped` tag name it and say why. The
+report fails only when no configuration could be reported.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from gansearch.errors import GansearchError, UsageError
 from gansearch.experiment import read_results, stored_search_id, stored_tracking_uri
 from gansearch.files import write_text
 from gansearch.report.choose import choose_trials
-from gansearch.report.configuration import ReportContext, table_one_row
+from gansearch.report.configuration import ReportContext, Skipped, row_or_skipped
 from gansearch.report.pareto import write_pareto
 from gansearch.report.table import TABLE_NAME, ReportRow, table1, table1_markdown
 from gansearch.space import stored_space
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
     from gansearch.data.base import Dataset
     from gansearch.quality import QualityScorer
     from gansearch.references import ReferenceRow
+
+TAG_SKIPPED = "gansearch.report_skipped"  # on the parent run: the configurations left out, why
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Report:
     references: list[ReferenceRow] = field(default_factory=list)
     registered: str | None = None  # models:/<name>/<version> of the best generator
     importance: str = ""  # which hyperparameters mattered (Markdown), "" with too few trials
+    skipped: list[Skipped] = field(default_factory=list)  # chosen but not evaluable, and why
 
 
 def make_report(options: ReportOptions, say: Callable[[str], None] | None = None) -> Report:
@@ -113,14 +120,25 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         say=say,
     )
     trials = chosen.to_dict("records")
-    rows = [
-        table_one_row(context, rank, trial, len(trials))
-        for rank, trial in enumerate(trials, start=1)
-    ]
+    rows: list[ReportRow] = []
+    skipped: list[Skipped] = []
+    for rank, trial in enumerate(trials, start=1):
+        done = row_or_skipped(context, rank, trial, len(trials))
+        if isinstance(done, Skipped):
+            skipped.append(done)
+        else:
+            rows.append(done)
+    if not rows:
+        reasons = "; ".join(s.describe() for s in skipped)
+        mlflow_log.tag_search({TAG_SKIPPED: _truncate(f"all {len(skipped)}: {reasons}")})
+        raise GansearchError(
+            f"{experiment_dir}: none of the {len(skipped)} chosen configurations could be "
+            f"reported: {reasons}"
+        )
     references = _references(context, options)
-    table, markdown, files = write_table1(context, rows, references, results)
+    table, markdown, files = write_table1(context, rows, references, results, skipped)
     files["importance"], importance_text = write_importances(context, results)
-    registered = _log_search_run(context, options, rows, references, files)
+    registered = _log_search_run(context, options, rows, references, files, skipped)
     return Report(
         rows=rows,
         table=table,
@@ -132,7 +150,22 @@ def make_report(options: ReportOptions, say: Callable[[str], None] | None = None
         references=references,
         registered=registered,
         importance=importance_text,
+        skipped=skipped,
     )
+
+
+def skipped_markdown(skipped: list[Skipped]) -> str:
+    """The section of Table 1's Markdown that names the configurations left out and why
+    ("" when none was)."""
+    if not skipped:
+        return ""
+    lines = [f"- {s.describe()}" for s in skipped]
+    return "\n## Skipped configurations\n\n" + "\n".join(lines) + "\n"
+
+
+def _truncate(text: str, limit: int = 5000) -> str:
+    """An MLflow tag value: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _log_search_run(
@@ -141,6 +174,7 @@ def _log_search_run(
     rows: list[ReportRow],
     references: list[ReferenceRow],
     files: dict[str, list[Path]],
+    skipped: list[Skipped],
 ) -> str | None:
     """Register the best generator (with `register`) and log Table 1's files, the best test
     numbers and the reference rows' metrics on the search's parent run; returns the registered
@@ -166,6 +200,7 @@ def _log_search_run(
         {
             "gansearch.report": f"top {len(rows)}, seed {options.seed}",
             "gansearch.best_test_trial": best.trial_id,
+            TAG_SKIPPED: _truncate("; ".join(s.describe() for s in skipped) or "none"),
             **({"gansearch.registered_model": registered} if registered else {}),
         },
     )
@@ -196,13 +231,15 @@ def write_table1(
     rows: list[ReportRow],
     references: list[ReferenceRow],
     results: pd.DataFrame,
+    skipped: list[Skipped] | None = None,
 ) -> tuple[pd.DataFrame, str, dict[str, list[Path]]]:
     """Table 1 as Markdown, CSV and Parquet in the report folder (and the Pareto front of a
-    multi-objective search); returns the table, its Markdown and the files by MLflow folder."""
+    multi-objective search), the Markdown naming the `skipped` configurations; returns the
+    table, its Markdown and the files by MLflow folder."""
     out_dir = context.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     table = table1(rows, references)
-    markdown = table1_markdown(rows, references)
+    markdown = table1_markdown(rows, references) + skipped_markdown(skipped or [])
     pareto_files: list[Path] = []
     if context.space.objective.multi:
         pareto_files = write_pareto(

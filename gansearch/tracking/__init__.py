@@ -3,14 +3,16 @@ per trial. The only part of gansearch that imports MLflow, and only when it is u
 it costs seconds).
 
     store.py        the tracking store (URIs, the client, finding runs), the tags and TrackingError
+    lookup.py       where a search's runs are (by directory name, else by search id: a copy)
     search_runs.py  SearchTracker: a search's runs while it runs, from the driver
     report_runs.py  ReportLogger: the writes of `gansearch report`
     models.py       generators as MLflow models: logged, registered, found and loaded back
 
-Imports go one way: search_runs.py and models.py import store.py, report_runs.py imports both
-store.py and models.py. Import from here: every public name is re-exported.
+Imports go one way: lookup.py imports store.py, search_runs.py and models.py import store.py
+and lookup.py, report_runs.py imports all three. Import from here: every public name is re-exported.
 """
 
+from gansearch.tracking.lookup import FoundSearch, find_search
 from gansearch.tracking.models import (
     GENERATOR_ARTIFACT,
     PROGRESS_BAR_ENV,
@@ -54,6 +56,8 @@ from gansearch.tracking.store import (
 )
 
 __all__ = [
+    "FoundSearch",
+    "find_search",
     "ARTIFACTS_DIR",
     "DB_FILE",
     "EPOCH_METRICS",

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gansearch.tracking.lookup import find_search
 from gansearch.tracking.store import TAG_REPORT_RANK, TrackingStore, _failure, _quote
 
 if TYPE_CHECKING:
@@ -84,14 +85,11 @@ def reported_generators(
     store: TrackingStore, experiment_dir: Path, search_id: str | None
 ) -> dict[int, str]:
     """Report rank -> run id of the trial runs of this search that hold a logged generator."""
-    experiment_id = store.experiment_id(experiment_dir.name, create=False)
-    parent = (
-        store.find_search_run(experiment_id, experiment_dir, search_id) if experiment_id else None
-    )
-    if parent is None:
+    search = find_search(store, experiment_dir, search_id)
+    if search is None:
         return {}
     found: dict[int, str] = {}
-    for run in store.trial_runs(experiment_id, parent.info.run_id).values():
+    for run in store.trial_runs(search.experiment_id, search.run_id).values():
         rank = run.data.tags.get(TAG_REPORT_RANK)
         if rank and rank.isdigit() and has_generator(store, run.info.run_id):
             found[int(rank)] = run.info.run_id

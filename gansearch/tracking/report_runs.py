@@ -1,4 +1,5 @@
-"""The MLflow writes of `gansearch report`, on the runs a search logged (found by their tags) or,
+"""The MLflow writes of `gansearch report`, on the runs a search logged (found by their tags,
+through gansearch.tracking.lookup, wherever the experiment directory was copied or moved) or,
 for a search run without tracking, on runs created here with the same tags: each reported
 trial's test numbers, tags, files and generator, and Table 1 on the search's parent run.
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gansearch.tracking.lookup import find_search
 from gansearch.tracking.models import log_generator, register_generator
 from gansearch.tracking.store import (
     TrackingError,
@@ -40,13 +42,14 @@ class ReportLogger:
 
     @classmethod
     def open(cls, uri: str, experiment_dir: Path, search_id: str | None = None) -> ReportLogger:
-        """Open the store and find (or create) the search's parent run and its trial runs."""
+        """Open the store and find (find_search) or create the search's parent run and its
+        trial runs."""
         store = TrackingStore.open(uri, experiment_dir.parent)
-        experiment_id = store.experiment_id(experiment_dir.name)
-        found = store.find_search_run(experiment_id, experiment_dir, search_id)
+        found = find_search(store, experiment_dir, search_id)
         if found is not None:
-            parent_id = found.info.run_id
+            experiment_id, parent_id = found.experiment_id, found.run_id
         else:
+            experiment_id = store.experiment_id(experiment_dir.name)
             tags = search_run_tags(experiment_dir, search_id, "unknown")
             run = store.client.create_run(experiment_id, run_name=experiment_dir.name, tags=tags)
             store.client.set_terminated(run.info.run_id, "FINISHED")
@@ -137,3 +140,14 @@ class ReportLogger:
             raise TrackingError(
                 f"MLflow: cannot log Table 1 to run {self.parent_run_id}: {exc}"
             ) from None
+
+    def tag_search(self, tags: Mapping[str, str]) -> None:
+        """Set `tags` on the search's parent run (a report that logs no Table 1 says why)."""
+        from mlflow.entities import RunTag
+
+        try:
+            self.store.client.log_batch(
+                self.parent_run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+            )
+        except Exception as exc:
+            raise TrackingError(f"MLflow: cannot tag run {self.parent_run_id}: {exc}") from None

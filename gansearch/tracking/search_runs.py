@@ -25,6 +25,7 @@ from typing import Any
 
 from gansearch.errors import first_line
 from gansearch.outcomes import DIVERGED, FAILED, FINISHED, INTERRUPTED, STOPPED_EARLY
+from gansearch.tracking.lookup import find_search
 from gansearch.tracking.store import (
     TAG_LINEAGE,
     TAG_REASON,
@@ -122,13 +123,13 @@ class SearchTracker:
         tags: Mapping[str, str] | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> SearchTracker:
-        """Find (on resume) or create the parent run of this search and its trials' runs."""
-        experiment_id = store.experiment_id(experiment_name)
+        """Find (on resume, where `gansearch report` finds it: a renamed copy too) or create the
+        parent run of this search and its trials' runs."""
         experiment_dir = Path(experiment_dir).resolve()
+        found = find_search(store, experiment_dir, search_id) if resume else None
+        experiment_id = found.experiment_id if found else store.experiment_id(experiment_name)
         try:
-            parent = (
-                store.find_search_run(experiment_id, experiment_dir, search_id) if resume else None
-            )
+            parent = found.run if found else None
             children: dict[str, _ChildRun] = {}
             client = store.client
             if parent is None:

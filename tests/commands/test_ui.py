@@ -218,3 +218,32 @@ def test_ui_refuses_a_port_in_use(store_dir, capsys):
         port = s.getsockname()[1]
         assert main(["ui", "--results-dir", str(store_dir), "--port", str(port)]) == 2
     assert f"--port {port}: something already listens" in capsys.readouterr().err
+
+
+def test_ui_finds_the_search_of_a_copied_experiment_by_its_search_id(tmp_path):
+    """`cp -r runs/a runs/b`: b keeps a's search id, not its name; the UI opens a's runs."""
+    from gansearch.commands.ui import _experiment_url, search_experiment_id
+    from gansearch.experiment import META_FILE
+
+    uri = default_tracking_uri(tmp_path)
+    store = TrackingStore.open(uri, tmp_path)
+    original = tmp_path / "a"
+    original.mkdir()
+    meta = {"budget": {}, "tracking_uri": None, "search_id": "5ea7c41d" * 4}
+    (original / META_FILE).write_text(json.dumps(meta))
+    tracker = SearchTracker.start(
+        store, "a", original, {}, resume=False, search_id=meta["search_id"]
+    )
+    tracker.finish(interrupted=False)
+    assert not tracker.errors
+    shutil.copytree(original, tmp_path / "b")
+    expected = store.client.get_experiment_by_name("a").experiment_id
+    assert search_experiment_id(uri, tmp_path / "b") == expected
+    assert search_experiment_id(uri, original) == expected
+    assert _experiment_url("http://h", "b", expected) == f"http://h/#/experiments/{expected}/runs"
+    # Another search of its own: neither its name nor its id is in the store.
+    (tmp_path / "c").mkdir()
+    other = {**meta, "search_id": "0" * 32}
+    (tmp_path / "c" / META_FILE).write_text(json.dumps(other))
+    assert search_experiment_id(uri, tmp_path / "c") is None
+    assert store.client.get_experiment_by_name("b") is None  # looking created nothing

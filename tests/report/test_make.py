@@ -145,3 +145,103 @@ def test_report_logs_which_hyperparameters_mattered(tracked_search):
     assert set(table["param"]) == searched and set(table["evaluator"]) == {"fanova", "ped_anova"}
     note = (tracked_search.root / "small" / "report" / "importance.md").read_text()
     assert "Warning: only 5 trials for 3 parameters" in note
+
+
+# --------------------------------------------------------------------------- damaged
+
+
+class _Crafted:
+    """Unpickles as open(path, "w"): a checkpoint that would run code if it were unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def _renamed_copy(tracked_search, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the tracked search's results directory (its own MLflow store) in which the
+    experiment is renamed `renamed` and has no report yet; returns the results directory and
+    the experiment's."""
+    import shutil
+
+    copy = _copy(tracked_search, tmp_path)
+    experiment_dir = (copy / "small").rename(copy / "renamed")
+    if (experiment_dir / "report").exists():
+        shutil.rmtree(experiment_dir / "report")
+    return copy, experiment_dir
+
+
+def _chosen(experiment_dir: Path, top: int) -> list[dict]:
+    """The trials the report chooses, best first, with the checkpoint it evaluates."""
+    from gansearch.experiment import read_results
+    from gansearch.report import choose_trials
+    from gansearch.space import stored_space
+
+    chosen = choose_trials(read_results(experiment_dir), stored_space(experiment_dir), top)
+    trials = chosen.to_dict("records")
+    for trial in trials:
+        best = trial.get("best_checkpoint")
+        trial["evaluated"] = Path(best if isinstance(best, str) else trial["checkpoint"])
+        trial["evaluated"] /= "trainer.pt"
+    return trials
+
+
+def test_a_damaged_checkpoint_skips_its_configuration_and_the_rest_are_reported(
+    tracked_search, tmp_path, capsys
+):
+    import torch
+    from mlflow import MlflowClient
+
+    from gansearch.tracking import default_tracking_uri
+
+    copy, experiment_dir = _renamed_copy(tracked_search, tmp_path)
+    first, second, third = _chosen(experiment_dir, 3)
+    first["evaluated"].write_bytes(b"\x00garbage, not a checkpoint\xff" * 40)
+    marker = tmp_path / "crafted-code-ran"
+    torch.save({"config": _Crafted(marker)}, second["evaluated"])
+    args = ["report", "--results-dir", str(copy), "--experiment", "renamed", "--top", "3"]
+    assert main([*args, "--no-references"]) == 0
+    out, err = capsys.readouterr()
+    assert not marker.exists(), "unpickling the crafted checkpoint ran its code"
+    assert "Traceback" not in err
+    reason = "cannot read checkpoint: torch.load(weights_only=True) refused it"
+    for rank, trial in ((1, first), (2, second)):
+        line = f"#{rank}, trial {trial['trial_id']}: {trial['evaluated']}: {reason}"
+        assert line in out  # the printed Table 1's Markdown
+        assert f"report {rank}/3: skipped trial {trial['trial_id']}: " in err
+    assert "## Skipped configurations" in out
+    report_dir = experiment_dir / "report"
+    assert f"#1, trial {first['trial_id']}: " in (report_dir / "table1.md").read_text()
+    table = pd.read_parquet(report_dir / "table1.parquet")
+    ours = table[table["source"] == "gansearch"]
+    assert ours[["rank", "trial_id"]].values.tolist() == [[3, third["trial_id"]]]
+    assert not (report_dir / first["trial_id"]).exists()  # no empty folder for a skipped one
+    # MLflow: the copy found its search's runs by the search id, under the search's own name.
+    client = MlflowClient(default_tracking_uri(copy))
+    assert client.get_experiment_by_name("renamed") is None
+    experiment = client.get_experiment_by_name("small").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.`gansearch.role` = 'search'")
+    skipped = parent.data.tags["gansearch.report_skipped"]
+    assert f"#1, trial {first['trial_id']}: " in skipped
+    assert f"#2, trial {second['trial_id']}: " in skipped
+    assert parent.data.tags["gansearch.best_test_trial"] == third["trial_id"]
+
+
+def test_a_report_that_can_evaluate_no_configuration_fails_naming_each(
+    tracked_search, tmp_path, capsys
+):
+    copy, experiment_dir = _renamed_copy(tracked_search, tmp_path)
+    chosen = _chosen(experiment_dir, 2)
+    for trial in chosen:
+        trial["evaluated"].write_bytes(b"truncated")
+    args = ["report", "--results-dir", str(copy), "--experiment", "renamed", "--top", "2"]
+    assert main([*args, "--no-references", "--no-register"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert "gansearch report: error: " in err
+    assert "none of the 2 chosen configurations could be reported" in err
+    for rank, trial in enumerate(chosen, start=1):
+        assert f"#{rank}, trial {trial['trial_id']}: {trial['evaluated']}: cannot read" in err
+    assert not (experiment_dir / "report" / "table1.md").exists()
