@@ -6,7 +6,8 @@ handler first, so that
 
 - SIGTERM (what `timeout`, systemd, Kubernetes and batch schedulers send) does what Ctrl-C does;
 - a second Ctrl-C while the search is being stopped, or while its results are written, only
-  says so: the results are still written; a third abandons them;
+  says so: the results are still written; a third abandons them. The presses are counted from
+  the first, which Tune's handler takes (a SIGTERM counts as a press);
 - before the trials start (data, Ray, MLflow), Ctrl-C aborts at once: nothing is lost.
 
 The exit status says which signal stopped the search: 130 for SIGINT, 143 for SIGTERM.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-ABANDON_AFTER = 3  # Ctrl-C presses that abandon the results
+ABANDON_AFTER = 3  # stop signals (Ctrl-C presses, the first included) that abandon the results
 
 
 @dataclass
@@ -29,7 +30,7 @@ class StopSignals:
     """What the driver has been asked to do; read by the run command for its exit status."""
 
     received: int | None = None  # the first stop signal (signal.SIGINT or signal.SIGTERM)
-    presses: int = 0  # stop signals handled by gansearch itself (not by Tune's handler)
+    presses: int = 0  # stop signals since the trials started, the one Tune's handler took included
     stopping: bool = False  # the trials are running (Tune stops them) or have ended
 
     @property
@@ -44,9 +45,15 @@ def stop_signals(say: Callable[[str], None]) -> Iterator[StopSignals]:
     state = StopSignals()
 
     def on_int(signum: int, frame: FrameType | None) -> None:
-        state.received = state.received or signum
         if not state.stopping:
+            state.received = state.received or signum
             raise KeyboardInterrupt  # nothing has started that could be saved
+        if state.received is None:
+            # Once the trials have started, Tune's handler stands in front of this one and
+            # puts it back when it takes a press: a press that reaches here unseen is not the
+            # first.
+            state.presses += 1
+        state.received = state.received or signum
         state.presses += 1
         if state.presses >= ABANDON_AFTER:
             raise KeyboardInterrupt
@@ -57,9 +64,10 @@ def stop_signals(say: Callable[[str], None]) -> Iterator[StopSignals]:
         )
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        state.received = state.received or signum
         handler: Any = signal.getsignal(signal.SIGINT)
         if callable(handler) and handler is not on_int:
+            state.received = state.received or signum
+            state.presses += 1
             handler(signal.SIGINT, frame)  # Ray Tune's: stop the trials, keep their state
         else:
             on_int(signum, frame)

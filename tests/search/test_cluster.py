@@ -1,7 +1,8 @@
 """Scale-out on one machine: a simulated multi-node Ray cluster, a lost node, and an MLflow
 tracking server with a PostgreSQL backend store; validation of every file in cluster/; and what
 gansearch.search.cluster refuses before any trial starts (resources no node has, a cluster that
-cannot be reached).
+cannot be reached, an address where something other than Ray answers), and a search whose
+process group gets SIGTERM (as `timeout` sends it) stopping as one whose driver gets it.
 
 The simulated cluster is `ray.cluster_utils.Cluster`: a head with no CPUs (so no trial runs
 there) and two 1-CPU worker nodes, all processes of this machine. `add_node`/`remove_node` must be
@@ -14,24 +15,33 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
 from gansearch.cli import main
+from gansearch.errors import SearchError
+from gansearch.experiment import LOCK_FILE
+from gansearch.search import cluster
+from gansearch.search.cluster import check_reachable_cluster
 from tests.support.processes import free_port, processes_with_env
+from tests.support.search_process import start_search, still_alive
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -442,3 +452,149 @@ def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):
     assert "cannot reach the Ray cluster at --address 127.0.0.1:1" in err and "Traceback" not in err
     assert main([*args, "nonsense"]) == 2
     assert "expected auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def _server(answer: bytes | None) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that sends `answer` to every connection (None: nothing, ever);
+    yields its address."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                held.append(connection)
+                if answer is not None:
+                    connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def test_an_address_where_a_grpc_server_answers_passes_the_check():
+    settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # an empty HTTP/2 SETTINGS frame
+    with _server(settings) as address:
+        check_reachable_cluster(address)  # no error
+    with _server(b"SSH-2.0-OpenSSH_9.6\r\n") as address, pytest.raises(SearchError) as caught:
+        check_reachable_cluster(address)
+    assert "answers, but not as a Ray cluster" in str(caught.value)
+
+
+def test_ctrl_c_interrupts_the_wait_for_an_address_that_says_nothing():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _server(None) as address:
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                check_reachable_cluster(address)
+            assert time.monotonic() - started < 3  # not the 5 s the check would wait
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_silent_address_is_refused_within_seconds(monkeypatch):
+    monkeypatch.setattr(cluster, "ANSWER_SECONDS", 1.0)  # 5 s by default
+    with _server(None) as address, pytest.raises(SearchError) as caught:
+        started = time.monotonic()
+        check_reachable_cluster(address)
+    assert time.monotonic() - started < 3
+    assert f"--address {address} answers, but not as a Ray cluster: it sent nothing" in str(
+        caught.value
+    )
+
+
+@pytest.mark.slow
+def test_an_http_server_address_and_an_unreachable_ray_address_are_refused_within_seconds(
+    tmp_path, capsys, monkeypatch
+):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path)]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        started = time.monotonic()
+        assert main([*args, "--address", address]) == 2
+        seconds = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert seconds < 15, seconds
+    assert f"--address {address} answers, but not as a Ray cluster: an HTTP/1" in err, err
+    assert "Traceback" not in err
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nothing listens on port 1
+    started = time.monotonic()
+    assert main(args) == 2
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert seconds < 15, seconds
+    assert "cannot reach the Ray cluster at RAY_ADDRESS 127.0.0.1:1: Connection refused" in err
+    assert "unset RAY_ADDRESS" in err
+    assert len(err.strip().splitlines()) <= 2, err  # not a page of Ray's C++ warnings
+    assert not list(tmp_path.glob("small/train_trial_*"))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_stops_the_search_as_sigterm_to_the_driver_does(tmp_path):
+    driver, results = start_search(tmp_path, new_session=True)  # its group: the driver's PID
+    spawned = psutil.Process(driver.pid).children(recursive=True)
+    assert spawned, "the search started no process (no local Ray?)"
+    # Ray runs in a session of its own: the group's signal reaches the driver alone.
+    assert all(os.getpgid(p.pid) != driver.pid for p in spawned if p.is_running())
+    os.killpg(driver.pid, signal.SIGTERM)
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 143, err
+    assert "Traceback" not in err and "continue it with: " in err
+    experiment = results / "small"
+    assert len(pd.read_parquet(experiment / "results.parquet")) >= 2
+    assert not (experiment / LOCK_FILE).exists()
+    assert not still_alive(spawned), "processes of the search outlived it"
+
+    space = tmp_path / "small.yaml"
+    command = [sys.executable, "-m", "gansearch.cli", "run", "--space", str(space), "--resume"]
+    command += ["--results-dir", str(results), "--report-top", "0", "--progress-interval", "100"]
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    table = pd.read_parquet(experiment / "results.parquet")
+    assert len(table) == 4 and table["status"].isin(["finished", "stopped early"]).all()
+
+
+def test_a_local_ray_that_cannot_start_is_reported_and_leaves_the_environment_as_it_was(
+    monkeypatch,
+):
+    from gansearch.search import local_ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(local_ray, "KEEPER", "import sys; sys.exit('no Ray here: exit 3')")
+    before = dict(os.environ)
+    with pytest.raises(SearchError, match="cannot start a local Ray instance: no Ray here"):
+        with cluster.ray_environment(local=True):
+            pass
+    assert dict(os.environ) == before
+
+
+def test_the_driver_log_is_never_written_through_a_link(tmp_path: Path) -> None:
+    import logging
+
+    from gansearch.errors import UsageError
+    from gansearch.search.cluster import send_library_logs
+
+    target = tmp_path / "target"
+    target.write_text("keep")
+    (tmp_path / "driver.log").symlink_to(target)
+    restore = send_library_logs(tmp_path / "driver.log")
+    try:
+        with pytest.raises(UsageError, match="driver.log is a symbolic link"):
+            logging.getLogger("ray").warning("a message for the driver log")
+    finally:
+        restore()
+    assert target.read_text() == "keep"
