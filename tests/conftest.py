@@ -22,8 +22,9 @@ def _require(what: str) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep the Arrow cache of the tests out of the user's cache directory."""
+    """Keep the Arrow cache and the signing key of the tests out of the user's directories."""
     os.environ["GANSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("gansearch-cache"))
+    os.environ["GANSEARCH_KEY_FILE"] = str(tmp_path_factory.mktemp("gansearch-key") / "key")
 
 
 @pytest.fixture(scope="session")

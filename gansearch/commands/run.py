@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", help="experiment name (default: the space's name)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    parser.add_argument(
+        "--trust-state",
+        action="store_true",
+        help="with --resume: trust (and sign as yours) saved Ray state that you did not write, "
+        "e.g. an experiment copied from elsewhere; loading it runs code",
+    )
     parser.add_argument("--data-dir", help="directory holding the data set")
     parser.add_argument("--results-dir", help="where experiments go (default: results.dir)")
     parser.add_argument(
@@ -66,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from gansearch.search import RunOptions, run_search
     from gansearch.space import load_space
 
+    if args.name is not None and not args.name.strip():
+        raise UsageError(
+            f"--name {args.name!r}: an experiment needs a name; leave --name out to use the "
+            "space's name"
+        )
     space = load_space(args.space)
     changes = {
         key: value
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         name=args.name,
         resume=args.resume,
+        trust_state=args.trust_state,
         data_dir=args.data_dir,
         results_dir=args.results_dir,
         progress_interval=args.progress_interval,

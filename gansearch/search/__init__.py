@@ -7,7 +7,12 @@
 The only package that imports Ray. Its modules, in the order a search uses them:
 
 - driver: `run_search` and its steps, from the space file to results.parquet;
-- cluster: starting or joining Ray, the resources a trial asks for, Ray's logs;
+- cluster: starting or joining Ray (an address checked before Ray is asked), the resources a
+  trial asks for, Ray's logs;
+- local_ray: the local Ray instance, in a session of its own (a signal to the driver's process
+  group reaches the driver alone);
+- state: Ray's pickled state in the experiment directory, signed as it is written and checked
+  before a resume loads it (gansearch.signing holds the key and the HMACs);
 - tuner: the Tuner (trainable, checkpoints, scheduler: ASHA, median, none), or a restored one;
 - trial: `train_trial`, the function trainable, and its session's reports;
 - optuna_search: Ray's OptunaSearch that reuses a repeated proposal's result;

@@ -4,7 +4,9 @@
 
 It holds the experiment directory for its whole run, checks the data, the tracking store and
 the cluster before any trial starts, runs the Tuner, and writes results.parquet and the MLflow
-parent run's summary at the end, whether the search finished or was interrupted.
+parent run's summary at the end, whether the search finished or was interrupted. Ray's saved
+state is signed as it is written, and a resume lets Ray load only state this user signed or
+vouched for with --trust-state (search/state.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import ray
 from ray import tune
 
 from gansearch.data import load_dataset
-from gansearch.errors import UsageError
+from gansearch.errors import GansearchError, SearchError, UsageError
 from gansearch.experiment import (
     DRIVER_LOG,
     SPACE_COPY,
@@ -46,11 +48,21 @@ from gansearch.orphaned_ray import forget_local_ray, reap_leftover_ray, record_l
 from gansearch.outcomes import INTERRUPTED
 from gansearch.progress import ProgressPrinter
 from gansearch.search.budget import TrialEpochBudget
-from gansearch.search.cluster import fit_resources, ray_environment, send_library_logs, start_ray
+from gansearch.search.cluster import (
+    fit_resources,
+    is_local,
+    ray_environment,
+    send_library_logs,
+    start_ray,
+)
+from gansearch.search.events import TrialEvents
 from gansearch.search.pbt import pbt_session
+from gansearch.search.ray_private import restored_run_config
 from gansearch.search.results import best_summary, results_table
+from gansearch.search.state import TUNER_FILE, StateSigner, check_state, restore_failed
 from gansearch.search.tuner import build_tuner
 from gansearch.signals import stop_signals
+from gansearch.signing import Signatures, load_key
 from gansearch.space import stored_space
 from gansearch.tracking import (
     SearchTracker,
@@ -73,6 +85,7 @@ class RunOptions:
     address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:10001"
     name: str | None = None  # experiment name (default: the space's name)
     resume: bool = False
+    trust_state: bool = False  # --resume from Ray state this user did not sign: sign it first
     data_dir: str | None = None
     results_dir: str | None = None  # default: the space's results.dir
     progress_interval: float = 10.0  # seconds between progress lines
@@ -178,7 +191,10 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
     """Run (or resume) a search to the end of its budget; see the module docstring."""
     started = time.monotonic()
     results_dir = results_location(options.results_dir or space.results.dir)
-    experiment_dir = experiment_path(results_dir, options.name or space.name)
+    name = space.name if options.name is None else options.name
+    experiment_dir = experiment_path(results_dir, name)
+    if options.trust_state and not options.resume:
+        raise UsageError("--trust-state goes with --resume: it vouches for a search's saved state")
 
     def say(text: str) -> None:
         print(f"gansearch: {text}", file=out or sys.stderr, flush=True)
@@ -189,9 +205,16 @@ def run_search(space: SearchSpace, options: RunOptions, out: TextIO | None = Non
         return _run_locked(space, options, out, say, started, results_dir, experiment_dir)
 
 
-def _space_to_run(space: SearchSpace, options: RunOptions, experiment_dir: Path) -> SearchSpace:
+def _space_to_run(
+    space: SearchSpace,
+    options: RunOptions,
+    experiment_dir: Path,
+    signatures: Signatures,
+    say: Callable[[str], None],
+) -> SearchSpace:
     """The space this run runs: a new search's with the command line's budget, or the stored
-    one of the search it resumes (whose state must be trusted before Ray unpickles it)."""
+    one of the search it resumes (whose state must be trusted, and signed by this user or
+    vouched for with --trust-state, before Ray unpickles it)."""
     exists = tune.Tuner.can_restore(str(experiment_dir))
     if options.resume and not exists:
         raise UsageError(f"--resume: no experiment to continue at {experiment_dir}")
@@ -202,6 +225,7 @@ def _space_to_run(space: SearchSpace, options: RunOptions, experiment_dir: Path)
         )
     if options.resume:
         check_trusted(experiment_dir)
+        check_state(signatures, options.trust_state, say)
         return _resume_space(space, experiment_dir, options.budget_overrides)
     if options.budget_overrides:
         return space.with_budget(**options.budget_overrides)
@@ -249,7 +273,8 @@ def _run_locked(
     experiment_dir: Path,
 ) -> SearchOutcome:
     """run_search, once this process holds the experiment directory."""
-    space = _space_to_run(space, options, experiment_dir)
+    signatures = Signatures.load(experiment_dir, load_key())
+    space = _space_to_run(space, options, experiment_dir, signatures, say)
     # Fail on missing or corrupt data before starting anything (downloads if needed).
     dataset = load_dataset(space.trainer.data.name, options.data_dir, fold=space.trainer.data.fold)
     quality = trial_quality_scorer(space, dataset, say)
@@ -265,7 +290,7 @@ def _run_locked(
     fitting = False
     try:
         with _ray_session(options, experiment_dir, say) as stop:
-            space = fit_resources(space, local=options.address is None)
+            space = fit_resources(space, local=is_local(options.address))
             progress, stopper = _progress(space, options, out, experiment_dir)
             optuna_storage = _setup(space, options, results_dir, experiment_dir, tracking_uri)
             tracker = SearchTracker.start(
@@ -279,20 +304,19 @@ def _run_locked(
                 warn=progress.say,
             )
             progress.say(_start_line(space, options.resume, experiment_dir, tracking_uri))
-            tuner = build_tuner(
-                space,
-                options.resume,
-                options.data_dir,
-                experiment_dir,
-                progress,
-                tracker,
-                quality,
-                stopper,
-                optuna_storage,
+            signer = StateSigner(signatures, progress.say)
+            tuner = _tuner(
+                space, options, experiment_dir, progress, tracker, quality, stopper, optuna_storage
             )
+            _attach_signer(tuner, signer)
+            if not options.resume:
+                signer.sign_in_place([TUNER_FILE])  # the Tuner has just written it
             with pbt_session(space) if space.scheduler.type == "pbt" else contextlib.nullcontext():
                 fitting = stop.stopping = True
-                result_grid = tuner.fit()
+                try:
+                    result_grid = tuner.fit()
+                finally:
+                    signer.sign_staged()  # the state Tune saved last, also on an interruption
             table, interrupted = _ended_search(result_grid, space, experiment_dir, progress)
             results = write_results(experiment_dir, table)
             summary, tags = best_summary(table, space)
@@ -318,6 +342,46 @@ def _run_locked(
     )
 
 
+def _tuner(
+    space: SearchSpace,
+    options: RunOptions,
+    experiment_dir: Path,
+    progress: ProgressPrinter,
+    tracker: SearchTracker,
+    quality: QualityScorer | None,
+    stopper: TrialEpochBudget | None,
+    optuna_storage: str | None,
+) -> Any:
+    """build_tuner's Tuner; on a resume, state Ray cannot restore is said, file and cause."""
+    try:
+        return build_tuner(
+            space,
+            options.resume,
+            options.data_dir,
+            experiment_dir,
+            progress,
+            tracker,
+            quality,
+            stopper,
+            optuna_storage,
+        )
+    except GansearchError:
+        raise
+    except Exception as exc:
+        if not options.resume:
+            raise
+        raise SearchError(restore_failed(experiment_dir, exc)) from exc
+
+
+def _attach_signer(tuner: Any, signer: StateSigner) -> None:
+    """Give the Tuner's TrialEvents callback the signer of Ray's state (the callback is made
+    by build_tuner, and pickled with the Tuner without it)."""
+    run_config = restored_run_config(tuner)
+    for callback in getattr(run_config, "callbacks", None) or ():
+        if isinstance(callback, TrialEvents):
+            callback.signer = signer
+
+
 @contextlib.contextmanager
 def _ray_session(
     options: RunOptions, experiment_dir: Path, say: Callable[[str], None]
@@ -326,13 +390,13 @@ def _ray_session(
     the next search) or the cluster at --address, with Ray's logs in driver.log and the
     driver's own Ctrl-C and SIGTERM handling; yields the signal handler's state, and shuts a
     local Ray down at the end."""
-    started = False
+    started, local = False, is_local(options.address)  # RAY_ADDRESS names a cluster too
     with contextlib.ExitStack() as stack:
         try:
             reap_leftover_ray(say)
-            stack.enter_context(ray_environment(local=options.address is None))
+            stack.enter_context(ray_environment(local=local))
             started = start_ray(options.address)
-            if started and options.address is None:
+            if started and local:
                 record_local_ray()
             stack.callback(send_library_logs(experiment_dir / DRIVER_LOG))  # after ray.init's
             # After ray.init, which installs a SIGTERM handler of its own that aborts the driver.

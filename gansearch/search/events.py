@@ -12,6 +12,7 @@ from gansearch.outcomes import trial_outcome
 
 if TYPE_CHECKING:
     from gansearch.progress import ProgressPrinter
+    from gansearch.search.state import StateSigner
     from gansearch.space import SearchSpace
     from gansearch.tracking import SearchTracker
 
@@ -30,9 +31,11 @@ class TrialEvents(tune.Callback):
     """The one Tune callback: every trial event goes to the experiment's report and trial logs,
     to the progress printer and to MLflow (SearchTracker), in the driver process.
 
-    A trial's status is computed here, once, when it ends. Tune pickles its callbacks with the
-    experiment; the printer (with its output stream) and the tracker are left out, and a
-    resumed search attaches fresh ones.
+    A trial's status is computed here, once, when it ends. After each step of Tune's loop,
+    and at its end, the state Tune saved is signed (`signer`, which the driver attaches). Tune
+    pickles its callbacks with the experiment; the printer (with its output stream), the
+    tracker and the signer (with this user's key) are left out, and a resumed search attaches
+    fresh ones.
     """
 
     def __init__(
@@ -46,9 +49,16 @@ class TrialEvents(tune.Callback):
         self.tracker = tracker
         self.space = space
         self.experiment_dir = experiment_dir  # where the report and trial logs are appended
+        self.signer: StateSigner | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"progress": None, "tracker": None, "space": self.space, "experiment_dir": None}
+        return {
+            "progress": None,
+            "tracker": None,
+            "space": self.space,
+            "experiment_dir": None,
+            "signer": None,
+        }
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if self.progress:
@@ -86,5 +96,11 @@ class TrialEvents(tune.Callback):
             self.tracker.trial_retried(trial.trial_id, int(getattr(trial, "num_failures", 0)))
 
     def on_step_end(self, iteration, trials, **info):
+        if self.signer is not None:  # Tune saves its state (when it does) just before this
+            self.signer.after_step(trials)
         if self.progress:
             self.progress.tick()
+
+    def on_experiment_end(self, trials, **info):
+        if self.signer is not None:  # after Tune's last save
+            self.signer.after_step(trials)

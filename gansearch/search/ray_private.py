@@ -18,9 +18,10 @@ from ray.tune.schedulers.pbt import _make_experiment_tag
 
 
 def restored_run_config(tuner: Any) -> Any | None:
-    """The run configuration a restored Tuner pickled: a resumed search must give it this
-    process's callbacks and stopper (Tune restores the old ones, which hold no printer or MLflow
-    client). `Tuner._local_tuner` is the only way to it."""
+    """The run configuration a Tuner holds: a restored one's was pickled, and a resumed search
+    must give it this process's callbacks and stopper (Tune restores the old ones, which hold no
+    printer or MLflow client); a new one's gets the state signer (search.state), which must not
+    be pickled with it. `Tuner._local_tuner` is the only way to it."""
     internal = getattr(tuner, "_local_tuner", None)
     return internal.get_run_config() if internal is not None else None
 

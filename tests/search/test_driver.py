@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -27,12 +28,35 @@ import torch
 from gansearch.cli import main
 from gansearch.experiment import read_results, read_trial_log
 from gansearch.search.optuna_search import ReusingOptunaSearch
+from gansearch.signing import KEY_FILE_ENV, SIGNATURES_FILE, Signatures, load_key
 from tests.support.processes import processes_with_env
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "search_spaces" / "digits.yaml"
 PARETO = REPO / "search_spaces" / "digits_pareto.yaml"
 SMALL = REPO / "tests" / "fixtures" / "small_space.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _own_key(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A signing key of the test's own (its searches and resumes inherit it), never the user's."""
+    path = tmp_path_factory.mktemp("key") / "signing-key"
+    monkeypatch.setenv(KEY_FILE_ENV, str(path))
+    return path
+
+
+class _Payload:
+    """Unpickled, it creates `marker`: proof that a crafted pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _crafted(marker: Path) -> bytes:
+    return pickle.dumps(_Payload(marker))
 
 
 def study_of(experiment_dir: Path) -> optuna.Study:
@@ -311,3 +335,108 @@ def test_results_dir_uri_is_refused_with_the_alternative(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--results-dir / results.dir s3://bucket/runs" in err and "Traceback" not in err
     assert "every node mounts at the same path" in err
+
+
+def _fake_experiment(results: Path, tuner_pkl: bytes, signed: bool) -> Path:
+    """An experiment directory holding only a tuner.pkl (signed with the test's key or not):
+    enough for `--resume` to reach its checks of Ray's state, which come before Ray starts."""
+    experiment = results / "small"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(tuner_pkl)
+    if signed:
+        signatures = Signatures.load(experiment, load_key())
+        signatures.sign("tuner.pkl")
+        signatures.save()
+    return experiment
+
+
+def test_unsigned_state_is_refused_and_never_loaded(tmp_path, capsys):
+    marker = tmp_path / "payload-ran"
+    experiment = _fake_experiment(tmp_path / "runs", _crafted(marker), signed=False)
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path / "runs"), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {experiment / 'tuner.pkl'} is not signed by you" in err
+    assert "`gansearch report`, `ui`, `sample` and `curves` read no pickles" in err
+    assert "--resume --trust-state" in err and "Traceback" not in err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [
+        (b"\x00garbage, not a pickle\n" * 3, "is not a pickle"),
+        (pickle.dumps({"state": list(range(100))})[:40], "is cut short (40 bytes)"),
+        (b"", "is empty"),
+    ],
+)
+def test_damaged_state_is_named_with_its_cause(tmp_path, capsys, content, cause):
+    experiment = _fake_experiment(tmp_path / "runs", content, signed=True)
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path / "runs"), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {experiment / 'tuner.pkl'} {cause}" in err, err
+    assert "Ray cannot restore the search from it" in err and "Traceback" not in err
+
+
+def test_trust_state_without_resume_is_refused(tmp_path, capsys):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--trust-state"]
+    assert main(args) == 2
+    assert "--trust-state goes with --resume" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()
+
+
+def test_an_empty_name_is_refused(tmp_path, capsys):
+    args = ["run", "--space", str(SMALL), "--results-dir", str(tmp_path), "--name", ""]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--name '': an experiment needs a name; leave --name out" in err
+    assert not (tmp_path / "small").exists()
+
+
+@pytest.mark.slow
+def test_tampered_or_copied_state_is_refused_until_trusted(tmp_path, monkeypatch):
+    """A search's own pickles altered after it ran, and the search copied elsewhere (by this
+    user and by another, and altered there): resume is refused, naming the file, and no
+    crafted pickle runs; --trust-state signs the copy and the resume goes ahead."""
+    runs = tmp_path / "runs"
+    common = ["run", "--space", str(SMALL), "--report-top", "0", "--progress-interval", "100"]
+
+    def gansearch(results: Path, *more: str) -> subprocess.CompletedProcess:
+        command = _cli(*common, "--results-dir", str(results), *more)
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+    first = gansearch(runs, "--trials", "2", "--max-epochs", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    marker = tmp_path / "payload-ran"
+    tuner_pkl = runs / "small" / "tuner.pkl"
+    original = tuner_pkl.read_bytes()
+    tuner_pkl.write_bytes(_crafted(marker))
+    tampered = gansearch(runs, "--resume")
+    assert tampered.returncode == 2, tampered.stderr[-3000:]
+    assert f"{tuner_pkl} changed since gansearch wrote it" in tampered.stderr
+    assert "Traceback" not in tampered.stderr and not marker.exists()
+    tuner_pkl.write_bytes(original)
+
+    copy = tmp_path / "copied"
+    shutil.copytree(runs, copy)
+    planted = copy / "small" / "searcher-state-9999.pkl"  # the newest: the one Ray would load
+    planted.write_bytes(_crafted(marker))
+    altered = gansearch(copy, "--resume")
+    assert altered.returncode == 2, altered.stderr[-3000:]
+    assert f"{planted} is not signed by you" in altered.stderr and not marker.exists()
+    planted.unlink()
+
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "another-users-key"))
+    theirs = gansearch(copy, "--resume")
+    assert theirs.returncode == 2, theirs.stderr[-3000:]
+    named = rf"--resume: {re.escape(str(copy))}/small/\S+ is not signed by you"
+    assert re.search(named, theirs.stderr), theirs.stderr[-3000:]
+    trusted = gansearch(copy, "--resume", "--trust-state")
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    assert re.search(r"--trust-state: signed [4-9] files of Ray's state", trusted.stderr)
+    assert "best 2 of 2 trials" in trusted.stdout
+    signatures = Signatures.load(copy / "small", load_key())
+    state = ["tuner.pkl", *(p.name for p in (copy / "small").glob("*state-*"))]
+    assert all(signatures.problem(name) is None for name in state), state
+    assert (copy / "small" / SIGNATURES_FILE).exists() and not marker.exists()
