@@ -182,14 +182,17 @@ def test_only_ray_processes_of_this_user_count_as_rays(tmp_path):
 def test_the_keeper_of_a_local_ray_counts_as_rays(tmp_path):
     keeper = tmp_path / "gansearch" / "search" / "local_ray.py"
     keeper.parent.mkdir(parents=True)
-    keeper.write_text("import time\ntime.sleep(60)\n")
+    keeper.write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    run = "import runpy, sys; runpy.run_path(sys.argv[1])"  # as LocalRay starts the keeper
     process = subprocess.Popen(
-        [sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1])", str(keeper)]
+        [sys.executable, "-c", run, str(keeper)], stdout=subprocess.PIPE, text=True
     )
     try:
+        assert process.stdout.readline() == "ready\n"  # running the script, not forking still
         assert orphaned_ray.is_ray_process(psutil.Process(process.pid), os.getuid())
     finally:
         process.kill()
+        process.wait()
 
 
 def test_the_records_directory_is_made_for_this_user_only(tmp_path, monkeypatch):
