@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gansearch.commands.curves",
         "learning curves (validation log-likelihood, FID) of gansearch train runs",
     ),
+    "schedule": (
+        "gansearch.commands.schedule",
+        "the values in force through a network's history, traced back through a search's copies",
+    ),
     "run": ("gansearch.commands.run", "search GAN hyperparameters (Ray Tune + Optuna + ASHA)"),
     "sample": (
         "gansearch.commands.sample",

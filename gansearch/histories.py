@@ -1,5 +1,6 @@
 """A search's trials as histories of reports: the epochs they trained, their best values, their
-lineage, and the best objective found against trial-epochs spent (`gansearch compare`).
+lineage and the ancestry of their networks, and the best objective found against trial-epochs
+spent (`gansearch compare`).
 
 Read from the experiment's report log; no Ray import, so the commands that only read a search
 start fast.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,63 @@ def nodes(history: pd.DataFrame | None) -> str:
     if history is None or "node" not in history:
         return ""
     return ",".join(dict.fromkeys(str(n) for n in history["node"].dropna()))
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Epochs `first`..`last` in the history of a network, trained by `trial` with `hp` (the
+    searched values) in force; `copied`: the (trial, epoch) checkpoint the stretch began from,
+    None when it began from scratch."""
+
+    trial: str
+    first: int
+    last: int
+    hp: dict[str, Any]
+    copied: tuple[str, int] | None = None
+
+
+def ancestry(
+    reports: Mapping[str, pd.DataFrame], trial: str, epoch: int, before: float = math.inf
+) -> list[Stretch]:
+    """Who trained the networks of `trial`'s checkpoint at `epoch`, and with what values, from
+    epoch 1: under population-based training a trial that copied another's checkpoint inherits
+    that checkpoint's past, so its networks' history runs through other trials. `before`: only
+    reports written by then count (a copy took the source's checkpoint as it was at the time)."""
+    history = reports.get(trial)
+    if history is None:
+        raise ValueError(f"trial {trial} has no reports (reported: {', '.join(sorted(reports))})")
+    for first, copied, rows in reversed(_lines(history)):
+        reached = [
+            r
+            for r in rows
+            if int(r["epoch"]) == epoch and r.get("diverged") != 1 and _reported_at(r) <= before
+        ]
+        if first <= epoch and reached:
+            hp = {
+                key[len("hp/") :]: value
+                for key, value in rows[0].items()
+                if key.startswith("hp/") and not (isinstance(value, float) and math.isnan(value))
+            }
+            stretch = Stretch(trial, first, epoch, hp, copied)
+            if copied is None:
+                return [stretch]
+            return [*ancestry(reports, *copied, before=_reported_at(rows[0])), stretch]
+    raise ValueError(f"trial {trial} reported no checkpoint at epoch {epoch}")
+
+
+def _lines(history: pd.DataFrame) -> list[tuple[int, tuple[str, int] | None, list[dict]]]:
+    """A trial's reports cut where it went on from a copied checkpoint: (first epoch, the copy,
+    the reports), in the order they were written."""
+    lines: list[tuple[int, tuple[str, int] | None, list[dict]]] = [(1, None, [])]
+    for row in history.to_dict("records"):
+        source = row.get("copied_from")
+        if isinstance(source, str) and source:
+            copied_epoch = int(row["copied_epoch"])
+            lines.append((copied_epoch + 1, (source, copied_epoch), []))
+        lines[-1][2].append(row)
+    return [line for line in lines if line[2]]
+
+
+def _reported_at(row: Mapping[str, Any]) -> float:
+    value = row.get("reported_at")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf

@@ -1,12 +1,20 @@
 """A search's trials as report histories: the epochs they trained (counted once), the best
-value against trial-epochs spent, and the copies a pbt trial made."""
+value against trial-epochs spent, the copies a pbt trial made, and the ancestry of its networks."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from gansearch.experiment import REPORTS_FILE, append_report, read_reports
-from gansearch.histories import EpochCounter, budget_curve, lineage, stored_sessions
+from gansearch.histories import (
+    EpochCounter,
+    Stretch,
+    ancestry,
+    budget_curve,
+    lineage,
+    stored_sessions,
+)
 
 
 def test_epoch_counter_counts_each_trained_epoch_once() -> None:
@@ -95,3 +103,40 @@ def test_lineage_names_each_copy_and_a_replaced_divergence() -> None:
         "epoch 60: copied trial t_00000; "
         "epoch 60: copied trial t_00000 (replacing its own state, diverged at epoch 64)"
     )
+
+
+def _report(trial: str, epoch: int, at: float, lr: float, **extra) -> dict:
+    return {"trial_id": trial, "epoch": epoch, "reported_at": at, "hp/optim.lr_d": lr, **extra}
+
+
+def test_ancestry_follows_copies_back_to_the_checkpoint_as_it_was_when_copied() -> None:
+    copy = {"copied_from": "t_a", "copied_epoch": 10}
+    rows = [
+        _report("t_a", 5, 1, 0.1),
+        _report("t_a", 10, 2, 0.1),
+        # b copies a's epoch-10 checkpoint at time 3...
+        _report("t_b", 5, 1, 0.2),
+        _report("t_b", 10, 2, 0.2),
+        _report("t_b", 15, 3, 0.15, **copy),
+        _report("t_b", 20, 4, 0.15),
+        # ... and only then does a diverge at epoch 13 and go back to c's epoch-10 checkpoint:
+        # a's later epoch 10 is not what b copied.
+        _report("t_c", 10, 1, 0.3),
+        _report("t_a", 13, 3.5, 0.1, diverged=1),
+        _report("t_a", 15, 5, 0.25, copied_from="t_c", copied_epoch=10),
+    ]
+    reports = {t: g.reset_index(drop=True) for t, g in pd.DataFrame(rows).groupby("trial_id")}
+    assert ancestry(reports, "t_b", 20) == [
+        Stretch("t_a", 1, 10, {"optim.lr_d": 0.1}),
+        Stretch("t_b", 11, 20, {"optim.lr_d": 0.15}, ("t_a", 10)),
+    ]
+    assert ancestry(reports, "t_a", 15) == [
+        Stretch("t_c", 1, 10, {"optim.lr_d": 0.3}),
+        Stretch("t_a", 11, 15, {"optim.lr_d": 0.25}, ("t_c", 10)),
+    ]
+    # b's epoch-10 checkpoint predates its copy: its own values from scratch.
+    assert ancestry(reports, "t_b", 10) == [Stretch("t_b", 1, 10, {"optim.lr_d": 0.2})]
+    with pytest.raises(ValueError, match="no checkpoint at epoch 13"):
+        ancestry(reports, "t_a", 13)  # the diverged state is not a checkpoint
+    with pytest.raises(ValueError, match="t_z has no reports"):
+        ancestry(reports, "t_z", 5)

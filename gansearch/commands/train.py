@@ -142,7 +142,7 @@ def _config_and_out(
     overrides = parse_sets(args.set)
     origin = None
     if args.source:
-        origin, config, measured_quality = _continued_trial(args.source, Path(args.results_dir))
+        origin, config, measured_quality = continued_trial(args.source, Path(args.results_dir))
         if measured_quality:  # the search measured FID: so does the run that continues it
             overrides.setdefault("eval.quality", True)
         default_out = Path("runs") / f"{origin['experiment']}-{origin['trial_id']}"
@@ -168,7 +168,9 @@ def _config_and_out(
     return config, out, origin
 
 
-def _continued_trial(source: str, results_dir: Path) -> tuple[dict[str, Any], TrainConfig, bool]:
+def continued_trial(
+    source: str, results_dir: Path, option: str = "--from"
+) -> tuple[dict[str, Any], TrainConfig, bool]:
     """--from EXPERIMENT[/TRIAL]: where the run comes from (experiment, trial, checkpoint,
     epoch), the configuration in force in that checkpoint, and whether the search measured
     the quality metrics. EXPERIMENT is a name in --results-dir or an experiment directory."""
@@ -187,10 +189,10 @@ def _continued_trial(source: str, results_dir: Path) -> tuple[dict[str, Any], Tr
         experiment_dir, trial = Path(head).resolve(), tail
     else:  # a search's name in --results-dir, and maybe a trial
         name, _, trial = source.partition("/")
-        experiment_dir = find_experiment(results_dir, name, option="--from")
-    row = find_trial(experiment_dir, trial or None, option="--from")
+        experiment_dir = find_experiment(results_dir, name, option=option)
+    row = find_trial(experiment_dir, trial or None, option=option)
     checkpoint = Path(row["checkpoint_file"])
-    state = _read_checkpoint(checkpoint, option="--from")
+    state = read_checkpoint(checkpoint, option=option)
     config = _stored_config(state, checkpoint)
     origin = {
         "experiment": experiment_dir.name,
@@ -390,10 +392,10 @@ def _final_summary(
 
 def load_stored_config(checkpoint: Path, option: str = "--resume") -> TrainConfig:
     """The configuration stored in a trainer checkpoint."""
-    return _stored_config(_read_checkpoint(checkpoint, option), checkpoint)
+    return _stored_config(read_checkpoint(checkpoint, option), checkpoint)
 
 
-def _read_checkpoint(checkpoint: Path, option: str) -> dict[str, Any]:
+def read_checkpoint(checkpoint: Path, option: str) -> dict[str, Any]:
     """A trainer checkpoint's contents; a UsageError naming `option` when it cannot be read."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
