@@ -140,11 +140,12 @@ def training_curves(
     path: Path,
     title: str,
     references: dict[str, float] | None = None,
+    ll_limits: tuple[float, float] | None = None,
 ) -> Path:
     """Validation log-likelihood (with its standard error) and, where measured, FID against
     epoch, one line per run (label -> its EpochMetrics history); each run's best validation
     epoch is circled, and `references` (label -> value) are drawn as horizontal lines on the
-    log-likelihood panel. Written as PNG (Agg)."""
+    log-likelihood panel, whose range `ll_limits` sets. Written as PNG (Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -188,6 +189,8 @@ def training_curves(
     ll.set_xlabel("epoch")
     ll.set_ylabel("validation Parzen log-likelihood (nats)")
     ll.set_title("validation log-likelihood (circled: best epoch)", fontsize=10)
+    if ll_limits is not None:
+        ll.set_ylim(*ll_limits)
     ll.legend(fontsize="small")
     if with_fid:
         panels[1].set_xlabel("epoch")
@@ -220,13 +223,15 @@ def population_curves(
     title: str,
     runs: dict[str, Sequence[Any]] | None = None,
     references: dict[str, float] | None = None,
+    ll_limits: tuple[float, float] | None = None,
 ) -> Path:
     """A search's trials as learning curves: validation log-likelihood and, where measured, FID
     against epoch, one colour per trial. A copy (population-based training) is a dotted line
     from the copied trial's point to the first evaluation after it, marked with a triangle; a
     divergence is a red cross. `runs` (label -> EpochMetrics history, `gansearch train` runs
-    such as the paper's configuration) are drawn as grey dashed lines beside them, and
-    `references` (label -> value) as horizontal lines. Written as PNG (Agg)."""
+    such as the paper's configuration) are drawn beside them in black and greys, each with a
+    line style of its own, and `references` (label -> value) as horizontal lines; `ll_limits`
+    sets the log-likelihood axis's range. Written as PNG (Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -238,10 +243,9 @@ def population_curves(
     panels = figure.subplots(1, 2 if with_fid else 1)
     ll = panels[0] if with_fid else panels
     fid = panels[1] if with_fid else None
-    greys = ("0.35", "0.6", "0.2", "0.75")
-    for (label, history), grey in zip((runs or {}).items(), greys, strict=False):
+    for (label, history), (grey, line) in zip((runs or {}).items(), _RUN_STYLES, strict=False):
         evaluated = [m for m in history if m.valid_ll is not None]
-        style = {"color": grey, "linestyle": "--", "linewidth": 1.2, "label": label}
+        style = {"color": grey, "linestyle": line, "linewidth": 1.4, "label": label}
         ll.plot([m.epoch for m in evaluated], [m.valid_ll for m in evaluated], **style)
         if fid is not None:
             scored = [m for m in evaluated if m.fid is not None]
@@ -255,6 +259,8 @@ def population_curves(
     ll.set_xlabel("epoch")
     ll.set_ylabel("validation Parzen log-likelihood (nats)")
     ll.set_title("validation log-likelihood", fontsize=10)
+    if ll_limits is not None:
+        ll.set_ylim(*ll_limits)
     ll.legend(fontsize="x-small")
     if fid is not None:
         fid.set_xlabel("epoch")
@@ -358,6 +364,8 @@ def budget_curves(
 
 
 _COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+# Train runs beside a population: (colour, line style), distinct in colour and in print.
+_RUN_STYLES = (("black", "-"), ("0.45", "--"), ("0.45", ":"), ("0.7", "-."), ("0.7", "--"))
 
 
 def importance_plot(table: Any, path: Path, title: str) -> Path:

@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or CSV files written by gansearch evaluate --csv",
     )
     add_figure_options(parser, "learning curves", "on the log-likelihood panel, e.g. 'paper=225'")
+    parser.add_argument(
+        "--ll-limits",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="the log-likelihood axis's range (default: every point; early epochs can be far "
+        "below the rest)",
+    )
 
 
 def add_figure_options(parser: argparse.ArgumentParser, title: str, reference: str) -> None:
@@ -86,19 +94,27 @@ def run(args: argparse.Namespace) -> int:
             histories[label] = evaluation_history(directory)
         else:
             histories[label] = train_history(directory)
+    limits = tuple(args.ll_limits) if args.ll_limits else None
+    if limits is not None and not limits[0] < limits[1]:
+        raise UsageError(f"--ll-limits {limits[0]:g} {limits[1]:g}: LOW must be below HIGH")
     if trials:
-        png = population_curves(trials, args.out, args.title, histories, references)
+        png = population_curves(trials, args.out, args.title, histories, references, limits)
     else:
-        png = training_curves(histories, args.out, args.title, references)
+        png = training_curves(histories, args.out, args.title, references, limits)
     print(f"wrote {png}", file=sys.stderr)
     return 0
 
 
 def train_history(directory: Path) -> list[Any]:
-    """The EpochMetrics history of a `gansearch train` output directory (its checkpoint.pt)."""
+    """The EpochMetrics history of a `gansearch train` output directory (its checkpoint.pt).
+    A `train --from` run's history begins with its search trial's, drawn by the search itself:
+    it is kept from the epoch the run continued from, so its line takes over where the trial's
+    ends."""
+    import json
+
     import torch
 
-    from gansearch.commands.train import CHECKPOINT
+    from gansearch.commands.train import CHECKPOINT, ORIGIN
     from gansearch.errors import UsageError
     from gansearch.trainer import EpochMetrics
 
@@ -110,9 +126,17 @@ def train_history(directory: Path) -> list[Any]:
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return [EpochMetrics(**m) for m in state["history"]]
+        history = [EpochMetrics(**m) for m in state["history"]]
     except Exception as exc:  # a truncated or foreign file
         raise UsageError(f"{path}: cannot read its history ({type(exc).__name__})") from None
+    origin = directory / ORIGIN
+    if origin.is_file():
+        try:
+            first = int(json.loads(origin.read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{origin}: cannot read where the run began ({exc!r})") from None
+        history = [m for m in history if m.epoch >= first]
+    return history
 
 
 def evaluation_history(path: Path) -> list[Any]:

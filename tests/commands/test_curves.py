@@ -93,3 +93,30 @@ def test_a_csv_that_is_not_an_evaluation_is_refused(tmp_path: Path, capsys) -> N
     err = capsys.readouterr().err
     assert f"{path}: not a gansearch evaluate CSV (no column epoch, valid_ll)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_continued_run_is_drawn_from_the_epoch_it_continued_from(
+    diverged_pbt_search: Path, tmp_path: Path, capsys
+) -> None:
+    import torch
+
+    from gansearch.cli import main
+    from gansearch.commands.curves import train_history
+
+    experiment = diverged_pbt_search / "pbt-diverge"
+    epoch = int(read_results(experiment).iloc[0]["best_epoch"])
+    out = tmp_path / "on"
+    assert (
+        main(["train", "--from", str(experiment), "--epochs", str(epoch + 2), "--out", str(out)])
+        == 0
+    )
+    # Its checkpoint holds the trial's whole history; the search draws that part itself.
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["history"][0]["epoch"] == 1
+    assert [m.epoch for m in train_history(out)] == [epoch, epoch + 1, epoch + 2]
+
+    figure = ["curves", str(experiment), str(out), "--out", str(tmp_path / "c.png")]
+    assert main([*figure, "--ll-limits", "-50", "100"]) == 0
+    capsys.readouterr()
+    assert main([*figure, "--ll-limits", "100", "-50"]) == 2
+    assert "--ll-limits 100 -50: LOW must be below HIGH" in capsys.readouterr().err
