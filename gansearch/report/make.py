@@ -255,10 +255,18 @@ def write_table1(
 
 def write_importances(context: ReportContext, results: pd.DataFrame) -> tuple[list[Path], str]:
     """Which hyperparameters mattered (gansearch.importance): importance.md, .csv and .png in
-    the report folder; returns the files and the Markdown ("" and none with under 2 trials)."""
+    the report folder; returns the files and the Markdown ("" and none with under 2 trials, or
+    for population-based training, whose members' values are no fixed configuration)."""
     from gansearch.figures import importance_plot
     from gansearch.importance import importance_markdown, importances
 
+    if context.space.scheduler.type == "pbt":
+        context.say(
+            "report: no hyperparameter importances for population-based training: a member's "
+            "values changed as it trained and its networks came from other members, so its score "
+            "is not its final values' doing (`gansearch schedule` shows the values in force)"
+        )
+        return [], ""
     found = importances(results, context.space, seed=context.seed)
     if found.table.empty:
         context.say("report: fewer than 2 trials measured the objective: no importances")

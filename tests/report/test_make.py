@@ -245,3 +245,24 @@ def test_a_report_that_can_evaluate_no_configuration_fails_naming_each(
     for rank, trial in enumerate(chosen, start=1):
         assert f"#{rank}, trial {trial['trial_id']}: {trial['evaluated']}: cannot read" in err
     assert not (experiment_dir / "report" / "table1.md").exists()
+
+
+def test_a_pbt_search_gets_no_importances_and_is_told_why(tmp_path: Path) -> None:
+    from gansearch.report.configuration import ReportContext
+    from gansearch.report.make import write_importances
+    from gansearch.space import load_space
+
+    space = load_space(Path(__file__).parents[2] / "search_spaces" / "mnist_pbt.yaml")
+    said: list[str] = []
+    # Four finished members with every searched value: enough for importances otherwise.
+    results = pd.DataFrame(
+        [
+            {"trial_id": f"t_{i}", "status": "finished", "valid_ll": 190.0 + i}
+            | {p.key: p.low if i % 2 else p.high for p in space.params}
+            for i in range(4)
+        ]
+    )
+    context = ReportContext(tmp_path, space, None, None, None, 0, False, said.append)  # type: ignore[arg-type]
+    assert write_importances(context, results) == ([], "")
+    assert any("population-based training" in s and "gansearch schedule" in s for s in said)
+    assert not (tmp_path / "report").exists()
