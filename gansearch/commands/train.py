@@ -6,7 +6,9 @@
 With --from EXPERIMENT[/TRIAL] the run continues a search's best trial (or the named one) from
 the checkpoint of its best validation evaluation, with the values in force there (a pbt trial's
 perturbed ones), and records where it came from in origin.json and metrics.json; its best epoch
-is chosen among that checkpoint and the epochs trained after it.
+is chosen among that checkpoint and the epochs trained after it. `--set` may change the values a
+pbt search perturbs (learning rates, k, momentum, dropout) from then on, e.g. to test a schedule
+on a winner; origin.json records each change.
 
 Writes into --out: checkpoint.pt (after every epoch, atomically), best.pt (the epoch with the
 highest validation log-likelihood so far), with `eval.keep_checkpoints` epoch-NNNN.pt for every
@@ -30,6 +32,7 @@ import torch
 from gansearch.errors import ConfigError, UsageError
 from gansearch.files import write_text
 from gansearch.train_config import (
+    MUTABLE_SETTINGS,
     TrainConfig,
     apply_overrides,
     changed_settings,
@@ -154,7 +157,10 @@ def _config_and_out(
     if args.device is not None:
         overrides["device"] = args.device
     if overrides:
+        stored = config
         config = apply_overrides(config, overrides, source="command line")
+        if origin is not None:
+            origin["changed"] = _changed_values(stored, config, args.source)
     out = Path(args.out) if args.out else default_out
     if origin and args.resume:
         _check_same_origin(out, origin)
@@ -223,6 +229,19 @@ def _check_same_origin(out: Path, origin: dict[str, Any]) -> None:
         )
 
 
+def _changed_values(stored: TrainConfig, config: TrainConfig, source: str) -> dict[str, list]:
+    """--from with --set: the values that change from the trial's (key -> [old, new]); only
+    those a pbt search may change mid-run, the rest would not continue the same networks."""
+    changed = changed_settings(stored, config)
+    fixed = [key for key in changed if key not in MUTABLE_SETTINGS]
+    if fixed:
+        raise UsageError(
+            f"--set {', '.join(fixed)}: --from {source} continues a trained network, which "
+            f"cannot change {', '.join(fixed)}; only {', '.join(MUTABLE_SETTINGS)} may change"
+        )
+    return {key: [old, new] for key, (old, new) in changed.items()}
+
+
 def _train(
     args: argparse.Namespace,
     config: TrainConfig,
@@ -243,15 +262,18 @@ def _train(
         trainer = Trainer.from_checkpoint(checkpoint, dataset, config=config, quality=quality)
         print(f"resuming {checkpoint} after epoch {trainer.epoch}", flush=True)
     elif origin:
-        # Only run settings (epochs, device, evaluation) may differ from the stored ones.
+        # Run settings (epochs, device, evaluation) and the --set values may differ.
+        changed = origin.get("changed", {})
         trainer = Trainer.from_checkpoint(
-            origin["checkpoint"], dataset, config=config, quality=quality, may_change=()
+            origin["checkpoint"], dataset, config=config, quality=quality, may_change=tuple(changed)
         )
         print(
             f"continuing trial {origin['trial_id']} of {origin['experiment']} from epoch "
             f"{trainer.epoch}, its best validation evaluation ({origin['checkpoint']})",
             flush=True,
         )
+        for key, (old, new) in changed.items():
+            print(f"  {key}: {old} -> {new} from epoch {trainer.epoch + 1}", flush=True)
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / ORIGIN, json.dumps(origin, indent=2) + "\n")
         trainer.save_checkpoint(out / BEST)  # the best of this run until an epoch beats it
