@@ -10,7 +10,7 @@ history runs through other trials. This prints that history as a table, one row 
 epochs trained with the same values: the trial that trained it, the checkpoint it began from,
 the searched values, and the learning rates and momentum in force at its first and last epoch
 (from the checkpoint's own per-epoch history, so decay and the momentum ramp show). A train
-`--from` run adds its own epochs as the last stretch.
+`--from` run adds its own epochs as the last stretch, with the values its `--set` changed.
 """
 
 from __future__ import annotations
@@ -61,10 +61,9 @@ def run(args: argparse.Namespace) -> int:
     last = max(history)
     if continued and last > stretches[-1].last:
         previous = stretches[-1]
+        hp = previous.hp | {key: new for key, (_, new) in origin.get("changed", {}).items()}
         stretches.append(
-            Stretch(
-                str(source), previous.last + 1, last, previous.hp, (previous.trial, previous.last)
-            )
+            Stretch(str(source), previous.last + 1, last, hp, (previous.trial, previous.last))
         )
     print(f"{origin['experiment']}, trial {origin['trial_id']} at epoch {origin['epoch']}")
     print(render(stretches, history))

@@ -39,16 +39,26 @@ def test_schedule_traces_a_trial_back_through_its_copies_and_adds_a_continued_ru
     # The in-force learning rate at the stretch's first epoch is the checkpoint history's.
     assert rows[-1][3].split(" -> ")[0] == f"{history[spans[-1][0]]['lr_d']:.4g}"
 
+    # Trained on with one value changed (as a user tests a schedule on a winner): the last
+    # stretch is the run's own, with the trial's values except the one --set changed.
     out = tmp_path / "on"
     train = ["train", "--from", str(experiment / "00001"), "--out", str(out)]
-    assert main([*train, "--epochs", str(stored["epoch"] + 2)]) == 0
-    capsys.readouterr()
+    changed = ["--set", "optim.lr_g=0.0123"]
+    assert main([*train, "--epochs", str(stored["epoch"] + 2), *changed]) == 0
+    assert "optim.lr_g: " in capsys.readouterr().out
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["config"]["optim"]["lr_g"] == pytest.approx(0.0123)
     assert main(["schedule", str(out)]) == 0
-    continued = _table(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    continued = _table(text)
     assert continued[:-1] == rows
     first, last = stored["epoch"] + 1, stored["epoch"] + 2
     assert continued[-1][:3] == [f"{first}-{last}", "on", f"00001 epoch {stored['epoch']}"]
-    assert continued[-1][6:] == rows[-1][6:]  # the values in force go on unchanged
+    header = [c.strip() for c in text.splitlines()[1].strip("|").split("|")]
+    column = header.index("optim.lr_g")
+    assert continued[-1][column] == "0.0123" and rows[-1][column] != "0.0123"
+    untouched = [i for i in range(6, len(header)) if i != column]
+    assert [continued[-1][i] for i in untouched] == [rows[-1][i] for i in untouched]
 
 
 @pytest.mark.slow

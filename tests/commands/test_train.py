@@ -202,5 +202,10 @@ def test_train_from_names_what_exists_when_the_experiment_or_trial_does_not(
     assert main(["train", "--from", "pbt-diverge/zzz", *results]) == 2
     err = capsys.readouterr().err
     assert "no trial 'zzz'" in err and "_00001 (finished)" in err
+    # --set may change what pbt perturbs, not the networks' shape.
+    assert main(["train", "--from", "pbt-diverge", "--set", "generator.units=[8,8]", *results]) == 2
+    err = capsys.readouterr().err
+    assert "--set generator.units: --from pbt-diverge continues a trained network" in err
+    assert "optim.momentum_end" in err
     assert "Traceback" not in err
     assert not (tmp_path / "x").exists()
