@@ -106,6 +106,25 @@ def _browser(chromium: str, profile: Path, *args: str, timeout: float = 90) -> s
     return out
 
 
+def _wait_or_explain(ui: subprocess.Popen, errors: list[str], store_dir: Path) -> int:
+    """The UI's exit code; if it has not exited within a minute, fail with its stderr, the
+    stack of each of its threads (SIGABRT under -X faulthandler) and the server log's tail."""
+    try:
+        return ui.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        left = sorted(_descendants(ui.pid))
+        ui.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            ui.wait(timeout=10)
+        time.sleep(0.5)
+        log = store_dir / "mlflow-ui.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+        pytest.fail(
+            f"gansearch ui did not exit within 60 s of Ctrl-C; processes below it: {left}\n"
+            f"stderr and stacks:\n{''.join(errors)}\nserver log tail:\n{tail}"
+        )
+
+
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results directory whose embedded store holds one search with two trials."""
@@ -125,11 +144,14 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
     chromium = _chromium()
     port = free_port()
-    command = [sys.executable, "-m", "gansearch.cli", "ui", "--results-dir", str(store_dir)]
-    command += ["--experiment", NAME, "--port", str(port)]
+    # -X faulthandler: a SIGABRT makes a UI that will not stop print every thread's stack.
+    command = [sys.executable, "-X", "faulthandler", "-m", "gansearch.cli", "ui"]
+    command += ["--results-dir", str(store_dir), "--experiment", NAME, "--port", str(port)]
     ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
+    errors: list[str] = []  # stderr is drained too, so a full pipe never blocks the UI
     threading.Thread(target=lambda: [lines.put(x) for x in ui.stdout], daemon=True).start()
+    threading.Thread(target=lambda: errors.extend(ui.stderr), daemon=True).start()
     started: set[int] = set()
     try:
         address = None
@@ -139,7 +161,7 @@ def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
                 line = lines.get(timeout=1)
                 if line.startswith("MLflow UI: "):
                     address = line.split(": ", 1)[1].strip()
-        assert address, f"no address printed; stderr: {ui.stderr.read() if ui.poll() else ''}"
+        assert address, f"no address printed; stderr: {''.join(errors)}"
         assert address.startswith(f"http://127.0.0.1:{port}/#/experiments/")
         started = _descendants(ui.pid)
         assert started, "the UI command started no server process"
@@ -189,7 +211,7 @@ def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
 
         # Ctrl-C stops the UI and the server with all its workers.
         ui.send_signal(signal.SIGINT)
-        assert ui.wait(timeout=60) == 0
+        assert _wait_or_explain(ui, errors, store_dir) == 0
         time.sleep(0.5)
         assert not [pid for pid in started if _alive(pid)]
         with pytest.raises(ConnectionRefusedError):  # nothing listens any more
