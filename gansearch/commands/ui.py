@@ -2,7 +2,9 @@
 
 Starts `mlflow server` (one worker, no job runner: ready in about 20 s instead of 50) in its own
 process group, waits until it answers, prints the address, and stops the whole group on Ctrl-C or
-SIGTERM. When the runs are on a tracking server already, it prints that server's address.
+SIGTERM. SIGINT is handled even when the UI was started with it ignored (a shell script's
+`gansearch ui &`), as the search driver handles it: a SIGINT sent to it always stops it.
+When the runs are on a tracking server already, it prints that server's address.
 
 With --experiment naming an experiment directory, the page it opens is that search's MLflow
 experiment, found as `gansearch report` finds it (gansearch.tracking.lookup.find_search: by the
@@ -177,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     base = f"http://{HOST}:{args.port}"
     print(f"starting the MLflow UI over {uri} (log: {log}) ...", file=sys.stderr, flush=True)
-    previous = signal.getsignal(signal.SIGTERM)
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in stops}
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             command,
@@ -188,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
             start_new_session=True,  # its own process group: stopped as a whole
         )
     try:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        for signum in stops:
+            signal.signal(signum, _raise_interrupt)
         wait_until_ready(process, base, args.start_timeout, log)
         print(f"MLflow UI: {_experiment_url(base, args.experiment, experiment_id)}", flush=True)
         print("press Ctrl-C to stop it", file=sys.stderr, flush=True)
@@ -199,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop(process)
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

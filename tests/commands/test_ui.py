@@ -147,7 +147,15 @@ def test_ui_serves_the_search_and_chromium_renders_it(store_dir):
     # -X faulthandler: a SIGABRT makes a UI that will not stop print every thread's stack.
     command = [sys.executable, "-X", "faulthandler", "-m", "gansearch.cli", "ui"]
     command += ["--results-dir", str(store_dir), "--experiment", NAME, "--port", str(port)]
-    ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started as a shell starts `gansearch ui &` in a script: with SIGINT ignored. Ctrl-C (a
+    # SIGINT to its PID) must stop it all the same, whatever this test's own parent ignores.
+    ui = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     lines: queue.Queue[str] = queue.Queue()
     errors: list[str] = []  # stderr is drained too, so a full pipe never blocks the UI
     threading.Thread(target=lambda: [lines.put(x) for x in ui.stdout], daemon=True).start()
