@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from gansearch.commands.ui import LOG_FILE
 from gansearch.tracking import SearchTracker, TrackingStore, default_tracking_uri
 from tests.support.processes import free_port
 
@@ -117,7 +118,7 @@ def _wait_or_explain(ui: subprocess.Popen, errors: list[str], store_dir: Path) -
         with contextlib.suppress(subprocess.TimeoutExpired):
             ui.wait(timeout=10)
         time.sleep(0.5)
-        log = store_dir / "mlflow-ui.log"
+        log = store_dir / LOG_FILE
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
         pytest.fail(
             f"gansearch ui did not exit within 60 s of Ctrl-C; processes below it: {left}\n"
